@@ -1,0 +1,16 @@
+/* r1ts native thread pool.
+ * One process-wide pool of worker threads (R1_THREADS overrides the count; default = online CPUs).
+ * r1_parallel_for splits [0, n) into contiguous chunks and runs fn(ctx, begin, end, thread_index)
+ * on the pool, the calling thread taking part; it returns when every chunk is done.
+ * Calls from inside a running parallel region run serially on the caller (no nesting deadlock). */
+#ifndef R1_THREADS_H
+#define R1_THREADS_H
+#include <stddef.h>
+
+typedef void (*r1_range_fn)(void *ctx, long begin, long end, int thread_index);
+
+int r1_num_threads(void);              /* threads used by parallel_for (>= 1) */
+void r1_set_num_threads(int n);        /* 1..64; takes effect on next call */
+/* Run fn over [0,n) split into chunks of at least `grain` items (grain >= 1). */
+void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx);
+#endif
