@@ -1,0 +1,217 @@
+/**
+ * Fused neural-network ops, each one kernel forward and one backward (DESIGN: "fuse where bytes dominate"):
+ * softmax/log_softmax, RMSNorm, RoPE, cross-entropy, scaled-dot-product attention, SiLU*mul (SwiGLU).
+ */
+import type { FArray, RopeLayout } from '../backend.js';
+import { record } from '../autograd.js';
+import { Tensor, empty, fmtShape } from '../tensor.js';
+import { ShapeError } from '../../errors.js';
+import { backendFor, farr, floatArgs, normAxis, sameShape } from './common.js';
+import { contiguous, transpose } from './shape.js';
+import { indexArray } from './indexing.js';
+import { mulScalar } from './elementwise.js';
+
+/** Run fn on x with `dim` moved last and contiguous, moving the result back. */
+function lastDim(x: Tensor, dim: number, fn: (c: Tensor) => Tensor): Tensor {
+  const d = normAxis('softmax', dim, x.ndim);
+  if (d === x.ndim - 1 || x.ndim === 0) return fn(x);
+  const t = transpose(x, d, -1);
+  const r = fn(t);
+  const back = transpose(r, d, -1);
+  return back;
+}
+
+function softmaxImpl(x: Tensor, log: boolean): Tensor {
+  const dt = floatArgs(log ? 'logSoftmax' : 'softmax', x);
+  const cols = x.ndim === 0 ? 1 : x.shape[x.ndim - 1]!;
+  const rows = cols === 0 ? 0 : x.size / cols;
+  const c = contiguous(x);
+  const y = empty(x.shape, dt);
+  if (x.size > 0) backendFor(dt).softmax(farr(y), farr(c), rows, cols, log);
+  if (c !== x) c.dispose();
+  return record(y, log ? 'logSoftmax' : 'softmax', [x], (g) => {
+    const gc = contiguous(g);
+    const dx = empty(x.shape, dt);
+    if (x.size > 0) backendFor(dt).softmaxGrad(farr(dx), farr(y), farr(gc), rows, cols, log);
+    if (gc !== g) gc.dispose();
+    return [dx];
+  });
+}
+
+export function softmax(x: Tensor, dim = -1): Tensor {
+  return lastDim(x, dim, (c) => softmaxImpl(c, false));
+}
+export function logSoftmax(x: Tensor, dim = -1): Tensor {
+  return lastDim(x, dim, (c) => softmaxImpl(c, true));
+}
+
+/** RMSNorm over the last dim: x * rsqrt(mean(x^2) + eps) * weight. */
+export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+  const dt = floatArgs('rmsNorm', x, weight);
+  const cols = x.shape[x.ndim - 1] ?? 1;
+  if (weight.ndim !== 1 || weight.shape[0] !== cols) {
+    throw new ShapeError(`rmsNorm: weight ${weight.describe()} must be [${cols}] for input ${x.describe()}`);
+  }
+  const rows = cols === 0 ? 0 : x.size / cols;
+  const c = contiguous(x);
+  const w = contiguous(weight);
+  const y = empty(x.shape, dt);
+  const rstd = empty([rows], dt);
+  backendFor(dt).rmsnorm(farr(y), farr(rstd), farr(c), farr(w), rows, cols, eps);
+  return record(y, 'rmsNorm', [x, weight], (g) => {
+    const gc = contiguous(g);
+    const dx = empty(x.shape, dt);
+    const dw = empty([cols], dt);
+    backendFor(dt).rmsnormGrad(farr(dx), farr(dw), farr(gc), farr(c), farr(w), farr(rstd), rows, cols);
+    if (gc !== g) gc.dispose();
+    return [dx, weight.requiresGrad ? dw : (dw.dispose(), null)];
+  });
+}
+
+/**
+ * Rotary position embedding on x [..., S, H, D] (or [T, H, D]), rotating the first R = 2*cos.shape[1] dims of each head.
+ * cos/sin: [P, R/2] tables (any scaling baked in). positions: i32/i64 tensor of length S (shared by the
+ * leading batch dims) or of length T = all tokens. layout 'half' = Llama/Qwen rotate-half, 'interleaved' = DeepSeek-V3.
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, layout: RopeLayout): Tensor {
+  const dt = floatArgs('rope', x, cos, sin);
+  if (x.ndim < 2) throw new ShapeError(`rope: input must be [..., heads, dim], got ${x.describe()}`);
+  if (cos.ndim !== 2 || !sameShape(cos.shape, sin.shape)) throw new ShapeError(`rope: cos ${cos.describe()} and sin ${sin.describe()} must be equal [positions, rotary/2] tables`);
+  const D = x.shape[x.ndim - 1]!;
+  const H = x.shape[x.ndim - 2]!;
+  const T = H * D === 0 ? 0 : x.size / (H * D);
+  const R = 2 * cos.shape[1]!;
+  if (R > D) throw new ShapeError(`rope: rotary dims ${R} exceed head dim ${D} (${x.describe()})`);
+  const P = cos.shape[0]!;
+  const pos = indexArray('rope', positions, P);
+  let posT = pos;
+  if (pos.length !== T) {
+    if (pos.length === 0 || T % pos.length !== 0) throw new ShapeError(`rope: ${pos.length} positions for ${T} tokens of ${x.describe()}`);
+    posT = new Int32Array(T);
+    for (let i = 0; i < T; i++) posT[i] = pos[i % pos.length]!;
+  }
+  const c = contiguous(x);
+  const cc = contiguous(cos);
+  const sc = contiguous(sin);
+  const y = empty(x.shape, dt);
+  backendFor(dt).rope(farr(y), farr(c), farr(cc), farr(sc), posT, T, H, D, R, layout, false);
+  if (c !== x) c.dispose();
+  return record(y, 'rope', [x], (g) => {
+    const gc = contiguous(g);
+    const dx = empty(x.shape, dt);
+    backendFor(dt).rope(farr(dx), farr(gc), farr(cc), farr(sc), posT, T, H, D, R, layout, true);
+    if (gc !== g) gc.dispose();
+    return [dx];
+  });
+}
+
+/**
+ * Cross-entropy of logits [..., V] against integer targets [...]. Targets equal to ignoreIndex
+ * contribute nothing; 'mean' divides by the number of non-ignored targets (0 if there are none).
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, opts: { ignoreIndex?: number; reduction?: 'mean' | 'sum' | 'none' } = {}): Tensor {
+  const dt = floatArgs('crossEntropy', logits);
+  const ignore = opts.ignoreIndex ?? -100;
+  const reduction = opts.reduction ?? 'mean';
+  const V = logits.shape[logits.ndim - 1] ?? 0;
+  const rows = V === 0 ? 0 : logits.size / V;
+  if (targets.size !== rows || !sameShape(targets.shape, logits.shape.slice(0, -1))) {
+    throw new ShapeError(`crossEntropy: targets ${targets.describe()} must have shape ${fmtShape(logits.shape.slice(0, -1))} for logits ${logits.describe()}`);
+  }
+  // Validate targets: in [0, V) or ignoreIndex.
+  const tv = targets.toArray();
+  const tg = new Int32Array(rows);
+  let count = 0;
+  for (let i = 0; i < rows; i++) {
+    const v = Number(tv[i]!);
+    if (v === ignore) { tg[i] = ignore; continue; }
+    if (!(Number.isInteger(v) && v >= 0 && v < V)) throw new ShapeError(`crossEntropy: target ${v} at position ${i} out of range [0, ${V}) (ignoreIndex ${ignore})`);
+    tg[i] = v;
+    count++;
+  }
+  const c = contiguous(logits);
+  const loss = empty(targets.shape, dt);
+  const lse = empty([rows], dt);
+  const be = backendFor(dt);
+  be.crossEntropy(farr(loss), farr(lse), farr(c), tg, rows, V, ignore);
+  const perRow = record(loss, 'crossEntropy', [logits], (g) => {
+    const gc = contiguous(g);
+    const dl = empty(logits.shape, dt);
+    backendFor(dt).crossEntropyGrad(farr(dl), farr(c), farr(lse), tg, farr(gc), rows, V, ignore);
+    if (gc !== g) gc.dispose();
+    return [dl];
+  });
+  if (reduction === 'none') return perRow;
+  const s = perRow.sum();
+  if (reduction === 'sum') return s;
+  const m = mulScalar(s, count > 0 ? 1 / count : 0);
+  return m;
+}
+
+/**
+ * Scaled-dot-product attention, fused. q [B, Hq, Sq, Dk], k [B, Hkv, Sk, Dk], v [B, Hkv, Sk, Dv] -> [B, Hq, Sq, Dv].
+ * GQA when Hkv < Hq (Hq % Hkv == 0). causal: queries are the last Sq of Sk positions.
+ * mask: optional additive float mask broadcastable to [B, Hq, Sq, Sk]. scale defaults to 1/sqrt(Dk).
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal?: boolean; mask?: Tensor | null; scale?: number } = {}): Tensor {
+  const dt = floatArgs('attention', q, k, v);
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) throw new ShapeError(`attention: q, k, v must be 4-d [B, H, S, D], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
+  const [B, Hq, Sq, Dk] = q.shape as [number, number, number, number];
+  const [B2, Hkv, Sk, Dk2] = k.shape as [number, number, number, number];
+  const [B3, Hv, Sv, Dv] = v.shape as [number, number, number, number];
+  if (B2 !== B || B3 !== B || Dk2 !== Dk || Hv !== Hkv || Sv !== Sk || Hkv === 0 || Hq % Hkv !== 0) {
+    throw new ShapeError(`attention: incompatible q ${q.describe()}, k ${k.describe()}, v ${v.describe()} (need equal batch, k/v heads dividing q heads, equal key lengths and q/k head dims)`);
+  }
+  const causal = opts.causal ?? false;
+  if (causal && Sq > Sk) throw new ShapeError(`attention: causal with more queries (${Sq}) than keys (${Sk})`);
+  const scale = opts.scale ?? 1 / Math.sqrt(Dk);
+  let mask = null as null | { data: FArray; offset: number; strides: number[] };
+  const m = opts.mask ?? null;
+  if (m) {
+    floatArgs('attention mask', q, m);
+    if (m.ndim > 4) throw new ShapeError(`attention: mask ${m.describe()} has more than 4 dims`);
+    const full = [B, Hq, Sq, Sk];
+    const strides = [0, 0, 0, 0];
+    for (let i = 0; i < m.ndim; i++) {
+      const j = 4 - m.ndim + i;
+      const d = m.shape[i]!;
+      if (d !== 1 && d !== full[j]) throw new ShapeError(`attention: mask ${m.describe()} does not broadcast to ${fmtShape(full)}`);
+      strides[j] = d === 1 ? 0 : m.strides[i]!;
+    }
+    mask = { data: m.raw as FArray, offset: m.offset, strides };
+  }
+  const qc = contiguous(q);
+  const kc = contiguous(k);
+  const vc = contiguous(v);
+  const out = empty([B, Hq, Sq, Dv], dt);
+  const lse = empty([B, Hq, Sq], dt);
+  backendFor(dt).attention(farr(out), farr(lse), farr(qc), farr(kc), farr(vc), mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+  return record(out, 'attention', [q, k, v], (g) => {
+    const gc = contiguous(g);
+    const dq = empty(q.shape, dt);
+    const dk = empty(k.shape, dt);
+    const dv = empty(v.shape, dt);
+    backendFor(dt).attentionGrad(farr(dq), farr(dk), farr(dv), farr(gc), farr(qc), farr(kc), farr(vc), farr(out), farr(lse), mask,
+      B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+    if (gc !== g) gc.dispose();
+    return [dq, dk, dv];
+  });
+}
+
+/** SwiGLU's core: silu(a) * b, fused. */
+export function siluMul(a: Tensor, b: Tensor): Tensor {
+  const dt = floatArgs('siluMul', a, b);
+  if (!sameShape(a.shape, b.shape)) throw new ShapeError(`siluMul: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} must match`);
+  const ac = contiguous(a);
+  const bc = contiguous(b);
+  const y = empty(a.shape, dt);
+  backendFor(dt).siluMul(farr(y), farr(ac), farr(bc), a.size);
+  return record(y, 'siluMul', [a, b], (g) => {
+    const gc = contiguous(g);
+    const da = empty(a.shape, dt);
+    const db = empty(b.shape, dt);
+    backendFor(dt).siluMulGrad(farr(da), farr(db), farr(ac), farr(bc), farr(gc), a.size);
+    if (gc !== g) gc.dispose();
+    return [da, db];
+  });
+}
