@@ -97,7 +97,8 @@ export class Tensor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.gradFn = null;
+    // gradFn stays: a disposed tensor in a graph still routes gradients (its own data is gone, so a
+    // backward that needs it fails with DisposedError rather than silently cutting the graph).
     this.storage.release();
     if (this.grad) { this.grad.dispose(); this.grad = null; }
   }

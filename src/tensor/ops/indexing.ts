@@ -78,9 +78,7 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const flat = ids.ndim === 1 ? ids : ids.reshape(ids.size);
   const rows = indexSelect(weight, 0, flat);
   if (flat !== ids) flat.dispose();
-  const out = rows.reshape(...ids.shape, weight.shape[1]!);
-  rows.dispose();
-  return out;
+  return rows.reshape(...ids.shape, weight.shape[1]!);
 }
 
 function checkGatherShapes(op: string, x: Tensor, d: number, index: Tensor): void {

@@ -7,7 +7,7 @@ import { record } from '../autograd.js';
 import { Tensor, empty, fmtShape, sizeOf } from '../tensor.js';
 import { ShapeError } from '../../errors.js';
 import { backendFor, floatArgs } from './common.js';
-import { reshape, sumTo, transpose, unsqueeze, squeeze } from './shape.js';
+import { expand, reshape, sumTo, transpose, unsqueeze, squeeze } from './shape.js';
 
 /** How a 2-D matrix view is laid out for the GEMM: leading dim and whether it is transposed. */
 function matLayout(rows: number, cols: number, rs: number, cs: number): { ld: number; trans: boolean } | null {
@@ -48,9 +48,12 @@ function prepare(t: Tensor, batchShape: readonly number[], rows: number, cols: n
   const lay = matLayout(rows, cols, t.strides[t.ndim - 2]!, t.strides[t.ndim - 1]!);
   const bs = batchStride(batchShape, bstr);
   if (lay && bs !== null) return { t, off: t.offset, bs, ld: lay.ld, trans: lay.trans, owned: false };
-  // Only a non-contiguous view gets here (a contiguous tensor always has a GEMM layout).
-  const c = copyOf(t);
-  return { ...prepare(c, batchShape, rows, cols), owned: true };
+  // No single batch stride or matrix layout: materialise t broadcast to the full batch (then both exist).
+  const full = [...batchShape, rows, cols];
+  const e = t.ndim === full.length && t.shape.every((d, i) => d === full[i]) ? t : expand(t, full);
+  const c = copyOf(e);
+  if (e !== t) e.dispose();
+  return { t: c, off: 0, bs: rows * cols, ld: cols, trans: false, owned: true };
 }
 
 function copyOf(t: Tensor): Tensor {
