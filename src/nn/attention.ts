@@ -1,0 +1,49 @@
+/**
+ * Grouped-query self-attention with RoPE (Llama/Qwen2): q/k/v projections (optional bias, Qwen2),
+ * rotate-half RoPE on q and k, fused causal attention with KV-head sharing, output projection.
+ */
+import { Tensor, rope, attention, cat } from '../tensor/index.js';
+import { Module, type InitOptions } from './module.js';
+import { Linear } from './linear.js';
+
+/** Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). */
+export interface KVPair { k: Tensor; v: Tensor }
+
+export interface AttentionContext {
+  cos: Tensor;
+  sin: Tensor;
+  /** Positions of the tokens in x (length S). */
+  positions: Tensor;
+  /** Optional additive mask broadcastable to [B, H, S, Skv]. */
+  mask?: Tensor | null;
+}
+
+export class GQAttention extends Module {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly o_proj: Linear;
+  constructor(readonly hidden: number, readonly heads: number, readonly kvHeads: number, readonly headDim: number, bias: boolean, init: InitOptions | 'empty') {
+    super();
+    this.q_proj = this.child('q_proj', new Linear(hidden, heads * headDim, bias, init));
+    this.k_proj = this.child('k_proj', new Linear(hidden, kvHeads * headDim, bias, init));
+    this.v_proj = this.child('v_proj', new Linear(hidden, kvHeads * headDim, bias, init));
+    this.o_proj = this.child('o_proj', new Linear(heads * headDim, hidden, false, init));
+  }
+
+  /** x [B, S, hidden] -> [B, S, hidden]. With `past`, keys/values are appended to it and the new pair returned in `present`. */
+  forward(x: Tensor, ctx: AttentionContext, past?: KVPair | null): { out: Tensor; present: KVPair } {
+    const [B, S] = x.shape as [number, number, number];
+    const { heads: H, kvHeads: Hkv, headDim: D } = this;
+    const q = rope(this.q_proj.forward(x).reshape(B, S, H, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
+    let k = rope(this.k_proj.forward(x).reshape(B, S, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
+    let v = this.v_proj.forward(x).reshape(B, S, Hkv, D).transpose(1, 2);
+    if (past) {
+      k = cat([past.k, k], 2);
+      v = cat([past.v, v], 2);
+    }
+    const o = attention(q, k, v, { causal: true, mask: ctx.mask ?? null });
+    const out = this.o_proj.forward(o.transpose(1, 2).reshape(B, S, H * D));
+    return { out, present: { k, v } };
+  }
+}
