@@ -403,10 +403,13 @@ export class DeepseekV3ForCausalLM extends Module {
       x = res.out;
       cache.push(res.cache);
     });
-    const logits = this.lm_head.forward(this.model.norm.forward(x));
+    const normed = this.model.norm.forward(x);
+    const logits = this.lm_head.forward(normed);
     const mtpLogits: Tensor[] = [];
     if (opts.mtp !== false && this.mtpDepth > 0 && S > 1) {
-      let h = x;
+      // The first MTP depth reads the main model's final (normed) hidden state, as vLLM/SGLang/Megatron
+      // feed the released weights; concat order is [embedding ; hidden] (eh_proj).
+      let h = normed;
       this.mtpLayers.forEach((m, d) => {
         const n = S - 1 - d;
         if (n <= 0) return;
@@ -416,7 +419,7 @@ export class DeepseekV3ForCausalLM extends Module {
         const e = m.enorm.forward(this.model.embed_tokens.forward(nextIds));
         const hin = m.eh_proj.forward(T.cat([e, m.hnorm.forward(hPrev)], 2));
         const rr: RopeCtx = { cos: this.cos, sin: this.sin, positions: arange(0, n) };
-        const out = DeepseekDecoderLayer.prototype.forward.call(m, hin, rr, { balanceAlpha: opts.balanceAlpha }).out;
+        const out = m.forward(hin, rr, { balanceAlpha: opts.balanceAlpha }).out;
         mtpLogits.push(this.lm_head.forward(m.shared_head.norm.forward(out)));
         h = out;
       });
