@@ -13,4 +13,10 @@ int r1_num_threads(void);              /* threads used by parallel_for (>= 1) */
 void r1_set_num_threads(int n);        /* 1..64; takes effect on next call */
 /* Run fn over [0,n) split into chunks of at least `grain` items (grain >= 1). */
 void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx);
+
+/* Team form: run fn(ctx, tid, nteam) once on each of nteam threads (tid 0 = the caller), with
+ * 1 <= nteam <= max_threads decided by the pool (1 when nested or when the pool is busy). All members
+ * are separate threads running at the same time, so fn may synchronise them with barriers. */
+typedef void (*r1_team_fn)(void *ctx, int tid, int nteam);
+void r1_parallel_team(int max_threads, r1_team_fn fn, void *ctx);
 #endif
