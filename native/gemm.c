@@ -1,16 +1,18 @@
 /* f32 GEMM, row-major (API in gemm.h).
  *
- * Structure follows the GotoBLAS/BLIS layering (Goto & van de Geijn, "Anatomy of High-Performance
- * Matrix Multiplication", ACM TOMS 2008; Van Zee & van de Geijn, "BLIS", ACM TOMS 2015, Fig. 1):
+ * Built from the GotoBLAS/BLIS ingredients (Goto & van de Geijn, "Anatomy of High-Performance Matrix
+ * Multiplication", ACM TOMS 2008; Van Zee & van de Geijn, "BLIS", ACM TOMS 2015, Fig. 1): operands
+ * packed into micro-panels (transposes and alpha absorbed by the packing), cache blocking, and a
+ * register-blocked micro-kernel. The loop order is Goto's with the roles of A and B swapped, so the
+ * team synchronises once per call instead of once per K block (details at the driver):
  *
- *   for jc in N step NC            B panel  kc x nc  packed once, shared by the team (lives in L3)
+ *   pack alpha*op(A) once, shared        MR-tall micro-panels per K block (L3)
+ *   for unit (column strip of NCU, taken dynamically by whichever thread is free)
  *     for pc in K step KC
- *       pack B(pc, jc)             NR-wide micro-panels, op(B) transposes absorbed here
- *       for ic in M step MC        each thread owns a slice of M (or of N, see below)
- *         pack A(ic, pc) * alpha   MR-tall micro-panels in a per-thread buffer (lives in L2)
- *         for jr in nc step NR       B micro-panel kc x NR stays in L1
- *           for ir in mc step MR
- *             micro-kernel: C[MR x NR] (+)= Apanel * Bpanel, accumulators in registers
+ *       pack B(pc, strip), private       NR-wide micro-panels, kc x NCU block (L2)
+ *       for ir in rows step MR             A micro-panel MR x kc (L1)
+ *         for jr in strip step NR
+ *           micro-kernel: C[MR x NR] (+)= Apanel * Bpanel, accumulators in registers
  *
  * Micro-kernels: AVX2+FMA 6x16 (12 ymm accumulators, 2 B loads + 6 broadcasts per k step, the
  * BLIS "haswell" shape), AVX-512F 12x32 (24 zmm accumulators, embedded broadcasts), and a portable
@@ -50,7 +52,7 @@ typedef void (*ukr_fn)(long kc, const float *a, const float *b, float *c, long l
 
 typedef struct {
   int mr, nr;      /* register tile */
-  long mc, kc, nc; /* cache blocks: A block mc x kc in L2, B panel kc x nc in L3, B micro-panel kc x nr in L1 */
+  long kc, ncu;    /* K block; column-unit width: B block kc x ncu lives in L2, A micro-panel mr x kc in L1 */
   ukr_fn ukr;
 } kinfo;
 
@@ -196,24 +198,24 @@ static void ukr_avx512(long kc, const float *a, const float *b, float *c, long l
 }
 #endif /* R1_X86 */
 
-/* Block sizes. AVX2 numbers are tuned on AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core, 32 MiB L3):
- * KC*NR*4 = 16 KiB B micro-panel (half of L1), MC*KC*4 = 144 KiB A block (well inside L2),
- * KC*NC*4 = 4 MiB B panel (L3). AVX-512 uses a 32 KiB B micro-panel for 48 KiB-L1 Intel cores. */
+/* Block sizes (see the driver below for the loop structure). AVX2, tuned on AMD Zen 3 (32 KiB L1d,
+ * 512 KiB L2 per core): KC = 256, NCU = 256 gives a 256 KiB B block (half of L2), a 6 KiB A
+ * micro-panel and a 16 KiB B micro-panel (together inside L1). AVX-512 (Intel, 48 KiB L1d, >= 1 MiB
+ * L2): 12 KiB A micro-panel, 512 KiB B block. */
 static const kinfo *kernel_info(void) {
   static kinfo ki;
   static int ready = 0;
   if (ready) return &ki;
-  kinfo k = {SC_MR, SC_NR, 128, 256, 4096, ukr_scalar};
+  kinfo k = {SC_MR, SC_NR, 256, 256, ukr_scalar};
 #ifdef R1_X86
   int isa = r1_isa();
-  if (isa == R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 144, 256, 4096, ukr_avx512};
-  else if (isa == R1_ISA_AVX2) k = (kinfo){AVX2_MR, AVX2_NR, 144, 256, 4096, ukr_avx2};
+  if (isa == R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 256, 512, ukr_avx512};
+  else if (isa == R1_ISA_AVX2) k = (kinfo){AVX2_MR, AVX2_NR, 256, 256, ukr_avx2};
 #endif
   const char *e;
-  /* Tuning hooks (used by native/bench/gemm_bench.c); ignored unless set. */
-  if ((e = getenv("R1_GEMM_MC")) && atol(e) > 0) k.mc = round_up(atol(e), k.mr);
+  /* Tuning hooks (used with native/bench/gemm_bench.c); ignored unless set. */
   if ((e = getenv("R1_GEMM_KC")) && atol(e) > 0) k.kc = atol(e);
-  if ((e = getenv("R1_GEMM_NC")) && atol(e) > 0) k.nc = round_up(atol(e), k.nr);
+  if ((e = getenv("R1_GEMM_NCU")) && atol(e) > 0) k.ncu = round_up(atol(e), k.nr);
   ki = k;
   ready = 1;
   return &ki;
@@ -294,110 +296,127 @@ static float *buf_get(fbuf *b, size_t nfloats) {
   return b->p;
 }
 
-/* ---------------- team barrier ---------------- */
-typedef struct {
-  atomic_int count;
-  atomic_int phase;
-} barrier_t;
-
-/* Sense-counting barrier for a team of n (each member passes the team size it was started with). */
-static void barrier_wait(barrier_t *b, int n) {
-  if (n <= 1) return;
-  int ph = atomic_load_explicit(&b->phase, memory_order_acquire);
-  if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
-    atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-    atomic_store_explicit(&b->phase, ph + 1, memory_order_release);
-    return;
-  }
-  unsigned spins = 0;
-  while (atomic_load_explicit(&b->phase, memory_order_acquire) == ph) {
-    if (++spins < 4096) CPU_RELAX();
-    else sched_yield(); /* a team mate lost its CPU (shared machine): let it run */
-  }
-}
-
-/* ---------------- driver ---------------- */
+/* ---------------- driver ----------------
+ * Goto's classic loop nest synchronises the team with a barrier per K block; on a shared machine a
+ * descheduled thread then stalls everyone. Here a call needs no barrier at all:
+ *   1. participants pack alpha * op(A) once (rows [i0, i0+ms) x all of K, MR-tall panels per K block),
+ *      taking pieces from an atomic counter, then wait only for pieces still in flight;
+ *   2. the C block is cut into units (column strips of width NCU, plus row strips when there are too
+ *      few columns); participants take units from an atomic counter;
+ *   3. per unit and K block, the participant packs its own B block (kc x NCU, sized for L2) and sweeps
+ *      its rows: the A micro-panel (MR x kc) stays in L1 across the NCU / NR micro-kernels and the B
+ *      block in L2 across all row panels (Goto's scheme with the roles of A and B swapped).
+ * Participants run on r1_parallel_for, whose chunks can be taken over by the caller: if a worker has
+ * not been scheduled yet, the caller does the work rather than wait for it. Rows come in super-blocks
+ * of at most MS rows (one parallel call each) so the packed A stays bounded (~32 MiB). */
 typedef struct {
   const kinfo *ki;
   int ta, tb;
-  long m, n, k;
+  long m, n, k, kcb, ncu, nru; /* nru: rows per row strip (multiple of MR) */
   float alpha, beta;
   const float *A, *B;
   float *C;
   long lda, ldb, ldc;
-  float *bpanel[2]; /* shared packed-B buffers (double-buffered: one barrier per K block) */
-  barrier_t bar;
-  int split_m;      /* 1: team members own slices of M; 0: slices of N */
-  atomic_int alloc_fail;
-} gemm_ctx;
+  /* current super-block */
+  long i0, ms;
+  float *apack;
+  long units_c, units_r;
+  atomic_long piece_next, pieces_done, unit_next;
+} dyn_ctx;
 
-/* Thread `tid`'s share [*b, *e) of `units` items, in whole multiples of `unit`, out of `total`. */
-static void share(long total, long unit, int tid, int nt, long *b, long *e) {
-  long units = ceil_div(total, unit);
-  long q = units / nt, r = units % nt;
-  long ub = tid * q + (tid < r ? tid : r);
-  long ue = ub + q + (tid < r ? 1 : 0);
-  *b = min_l(ub * unit, total);
-  *e = min_l(ue * unit, total);
+/* Unit fallback when a participant cannot get its B buffer (out of memory): plain loops, same result. */
+static void unit_naive(const dyn_ctx *g, long r0, long r1, long c0, long c1) {
+  for (long i = r0; i < r1; i++)
+    for (long j = c0; j < c1; j++) {
+      float s = 0.0f;
+      for (long p = 0; p < g->k; p++)
+        s += (g->ta ? g->A[p * g->lda + i] : g->A[i * g->lda + p]) * (g->tb ? g->B[j * g->ldb + p] : g->B[p * g->ldb + j]);
+      float *cp = g->C + i * g->ldc + j;
+      *cp = g->beta == 0.0f ? g->alpha * s : g->alpha * s + g->beta * *cp;
+    }
 }
 
-static void gemm_team(void *vctx, int tid, int nt) {
-  gemm_ctx *g = vctx;
+static void dyn_participant(void *vctx, long b, long e, int tid) {
+  (void)b; (void)e; (void)tid;
+  dyn_ctx *g = vctx;
   const kinfo *ki = g->ki;
   const int mr = ki->mr, nr = ki->nr;
-  const long m = g->m, n = g->n, k = g->k;
-  const long kcb = balanced_block(k, ki->kc, 1);
-  const long ncb = balanced_block(n, ki->nc, nr);
-  /* Row slice of this thread (split_m) or of everyone (split over N). */
-  long r0 = 0, r1 = m;
-  if (g->split_m) share(m, mr, tid, nt, &r0, &r1);
-  long mrows = r1 - r0;
-  const long mcb = mrows > 0 ? balanced_block(mrows, ki->mc, mr) : 0;
-  float *ap = mrows > 0 ? buf_get(&tls_a, (size_t)round_up(mcb, mr) * kcb) : NULL;
-  if (mrows > 0 && !ap) atomic_store(&g->alloc_fail, 1);
-  /* Everyone has its buffer (or the call is abandoned) before anyone touches C, so the caller's
-   * fallback path never sees a half-updated C. */
-  barrier_wait(&g->bar, nt);
-  if (atomic_load(&g->alloc_fail)) return;
-  int it = 0;
-  for (long jc = 0; jc < n; jc += ncb) {
-    const long nc = min_l(ncb, n - jc);
-    for (long pc = 0; pc < k; pc += kcb, it++) {
+  const long k = g->k, kcb = g->kcb, n = g->n, ms = g->ms, i0 = g->i0;
+  const long msp = round_up(ms, mr), npan = msp / mr;
+  /* 1. pack A: pieces are (K block, row panel) pairs, taken a few at a time */
+  const long nkb = ceil_div(k, kcb), total = nkb * npan, step = 8;
+  for (long t0; (t0 = atomic_fetch_add_explicit(&g->piece_next, step, memory_order_relaxed)) < total;) {
+    const long t1 = min_l(total, t0 + step);
+    for (long t = t0; t < t1; t++) {
+      const long kb = t / npan, pan = t % npan, pc = kb * kcb, kc = min_l(kcb, k - pc);
+      pack_a(mr, min_l(mr, ms - pan * mr), kc, g->A, g->lda, g->ta, i0 + pan * mr, pc, g->alpha,
+             g->apack + msp * pc + pan * mr * kc);
+    }
+    atomic_fetch_add_explicit(&g->pieces_done, t1 - t0, memory_order_release);
+  }
+  for (unsigned spins = 0; atomic_load_explicit(&g->pieces_done, memory_order_acquire) < total;)
+    if (++spins < 4096) CPU_RELAX(); else sched_yield(); /* a packer lost its CPU: let it finish */
+  /* 2. units */
+  float *bp = buf_get(&tls_b, (size_t)kcb * round_up(g->ncu, nr));
+  const long nunits = g->units_c * g->units_r;
+  for (long u; (u = atomic_fetch_add_explicit(&g->unit_next, 1, memory_order_relaxed)) < nunits;) {
+    const long ur = u / g->units_c, uc = u % g->units_c;
+    const long r0 = ur * g->nru, r1 = min_l(ms, r0 + g->nru);
+    const long c0 = uc * g->ncu, c1 = min_l(n, c0 + g->ncu);
+    if (r0 >= r1) continue;
+    if (!bp) { unit_naive(g, i0 + r0, i0 + r1, c0, c1); continue; }
+    for (long pc = 0; pc < k; pc += kcb) {
       const long kc = min_l(kcb, k - pc);
       const float beta = pc == 0 ? g->beta : 1.0f;
-      float *bp = g->bpanel[it & 1];
-      long c0, c1; /* this thread's columns of the panel (multiples of NR); bp holds panel c0 first */
-      if (g->split_m) {
-        long pb, pe;
-        share(nc, nr, tid, nt, &pb, &pe); /* cooperative packing of the shared panel */
-        pack_b(nr, kc, g->B, g->ldb, g->tb, pc, jc, nc, pb, pe, bp + (pb / nr) * (long)nr * kc);
-        barrier_wait(&g->bar, nt);
-        c0 = 0;
-        c1 = nc;
-      } else {
-        /* Private columns, packed by their owner, no barrier. Each thread writes only inside a region
-         * fixed by its share of the widest panel (ncb): shares of a narrower last panel can shift, and
-         * threads run ahead of each other, so offsets computed from nc could overlap a neighbour's. */
-        long rb, re;
-        share(ncb, nr, tid, nt, &rb, &re);
-        share(nc, nr, tid, nt, &c0, &c1); /* never more panels than the region holds */
-        bp += (rb / nr) * (long)nr * kcb;
-        pack_b(nr, kc, g->B, g->ldb, g->tb, pc, jc, nc, c0, c1, bp);
-      }
-      for (long ic = r0; ic < r1; ic += mcb) {
-        const long mc = min_l(mcb, r1 - ic);
-        pack_a(mr, mc, kc, g->A, g->lda, g->ta, ic, pc, g->alpha, ap);
-        for (long jr = c0; jr < c1; jr += nr) {
-          const int nre = (int)min_l(nr, nc - jr);
-          const float *bpan = bp + ((jr - c0) / nr) * (long)nr * kc;
-          float *cc = g->C + ic * g->ldc + jc + jr;
-          for (long ir = 0; ir < mc; ir += mr) {
-            ki->ukr(kc, ap + ir * kc, bpan, cc + ir * g->ldc, g->ldc, beta, (int)min_l(mr, mc - ir), nre);
-          }
-        }
+      pack_b(nr, kc, g->B, g->ldb, g->tb, pc, c0, c1 - c0, 0, c1 - c0, bp);
+      const float *ablk = g->apack + msp * pc;
+      for (long ir = r0; ir < r1; ir += mr) {
+        const float *apan = ablk + (ir / mr) * mr * kc;
+        const int mre = (int)min_l(mr, r1 - ir);
+        float *crow = g->C + (i0 + ir) * g->ldc + c0;
+        const float *bpan = bp;
+        for (long jr = 0; jr < c1 - c0; jr += nr, bpan += nr * kc)
+          ki->ukr(kc, apan, bpan, crow + jr, g->ldc, beta, mre, (int)min_l(nr, c1 - c0 - jr));
       }
     }
   }
+}
+
+/* Returns 0 when the shared packing buffer could not be allocated (C untouched). */
+static int gemm_blocked(int nt, int transA, int transB, long m, long n, long k, float alpha,
+                        const float *A, long lda, const float *B, long ldb, float beta, float *C, long ldc) {
+  const kinfo *ki = kernel_info();
+  const int mr = ki->mr, nr = ki->nr;
+  dyn_ctx g = {.ki = ki, .ta = transA, .tb = transB, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+               .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
+  g.kcb = balanced_block(k, ki->kc, 1);
+  /* Super-block rows: packed A at most ~8M floats (32 MiB). */
+  long ms = max_l(mr, (8L << 20) / k / mr * mr);
+  ms = ms >= m ? m : balanced_block(m, ms, mr);
+  /* Column units: NCU wide, narrower (down to 4 NR) when that gives every thread a few units. */
+  long ncu = ki->ncu;
+  const long want = 4L * nt;
+  if (nt > 1 && ceil_div(n, ncu) < want) ncu = max_l(4L * nr, round_up(ceil_div(n, want), nr));
+  g.ncu = min_l(ncu, round_up(n, nr));
+  g.units_c = ceil_div(n, g.ncu);
+  /* Row strips only when there are still too few units (tall, narrow C). */
+  long ur = 1;
+  if (nt > 1 && g.units_c < want) ur = max_l(1, min_l(ceil_div(want, g.units_c), ceil_div(ms, 4L * mr)));
+  g.nru = round_up(ceil_div(ms, ur), mr);
+  float *ap = buf_get(&tls_a, (size_t)round_up(ms, mr) * k);
+  if (!ap) return 0;
+  g.apack = ap;
+  for (long i0 = 0; i0 < m; i0 += ms) {
+    g.i0 = i0;
+    g.ms = min_l(ms, m - i0);
+    g.units_r = ceil_div(g.ms, g.nru);
+    atomic_init(&g.piece_next, 0);
+    atomic_init(&g.pieces_done, 0);
+    atomic_init(&g.unit_next, 0);
+    if (nt > 1) r1_parallel_for(nt, 1, dyn_participant, &g);
+    else dyn_participant(&g, 0, 1, 0);
+  }
+  return 1;
 }
 
 /* C = beta * C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
@@ -602,40 +621,18 @@ static void sgemm_impl(int parallel, int transA, int transB, long m, long n, lon
     gemv(parallel, !transA, m, k, alpha, A, lda, B, transB ? 1 : ldb, beta, C, ldc);
     return;
   }
-  const kinfo *ki = kernel_info();
-  gemm_ctx g = {.ki = ki, .ta = transA, .tb = transB, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
-                .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
-  const long kcb = balanced_block(k, ki->kc, 1);
-  const long ncb = balanced_block(n, ki->nc, ki->nr);
-  const size_t bfloats = (size_t)kcb * round_up(ncb, ki->nr);
-  /* Threads: below ~2 MFLOP the wake-up and the shared-panel barrier cost more than they save. */
-  double flops = 2.0 * m * n * k;
-  int nt = parallel ? r1_num_threads() : 1;
-  if (flops < 2e6) nt = 1;
-  /* Split M when each thread gets at least a few MR tiles of rows, else split N (small-m shapes). */
-  g.split_m = m >= (long)nt * ki->mr * 4 || n < (long)nt * ki->nr * 4;
-  /* The shared buffers belong to the calling thread; double-buffered only when the team shares them. */
-  float *bb = buf_get(&tls_b, bfloats * 2);
-  if (!bb) atomic_store(&g.alloc_fail, 1);
-  g.bpanel[0] = bb;
-  g.bpanel[1] = bb ? bb + bfloats : NULL;
-  atomic_init(&g.bar.count, 0);
-  atomic_init(&g.bar.phase, 0);
-  if (!atomic_load(&g.alloc_fail)) {
-    if (nt > 1) r1_parallel_team(nt, gemm_team, &g);
-    else gemm_team(&g, 0, 1);
-  }
-  if (atomic_load(&g.alloc_fail)) {
-    /* Out of memory for packing buffers: unblocked reference loop, still correct. */
-    for (long i = 0; i < m; i++)
-      for (long j = 0; j < n; j++) {
-        float s = 0.0f;
-        for (long p = 0; p < k; p++)
-          s += (transA ? A[p * lda + i] : A[i * lda + p]) * (transB ? B[j * ldb + p] : B[p * ldb + j]);
-        float *cp = C + i * ldc + j;
-        *cp = beta == 0.0f ? alpha * s : alpha * s + beta * *cp;
-      }
-  }
+  /* Threads: below ~2 MFLOP a wake-up costs more than it saves. */
+  int nt = parallel && 2.0 * m * n * k >= 2e6 ? r1_num_threads() : 1;
+  if (gemm_blocked(nt, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  /* Out of memory for the packing buffers: unblocked reference loop, slow but still correct. */
+  for (long i = 0; i < m; i++)
+    for (long j = 0; j < n; j++) {
+      float s = 0.0f;
+      for (long p = 0; p < k; p++)
+        s += (transA ? A[p * lda + i] : A[i * lda + p]) * (transB ? B[j * ldb + p] : B[p * ldb + j]);
+      float *cp = C + i * ldc + j;
+      *cp = beta == 0.0f ? alpha * s : alpha * s + beta * *cp;
+    }
 }
 
 void r1_sgemm(int transA, int transB, long m, long n, long k, float alpha,

@@ -3,16 +3,22 @@
  * Design (why it looks like this):
  * - One process-wide pool of persistent pthreads, created lazily on the first parallel call, so
  *   the addon costs nothing until used and a small job pays no pthread_create.
- * - Static split: chunk i of [0,n) goes to thread i (the caller runs chunk 0). Callers may keep
- *   per-thread partial results indexed by thread_index, so each index is used at most once per call.
- *   Kernels that want dynamic load balancing (gemm.c) hand out their own tiles via an atomic counter.
- * - Wake-up: the caller publishes a job by bumping a generation counter. Workers spin on that counter
- *   for a short while after each job (back-to-back small kernels then start in well under a
- *   microsecond) and only then sleep on a condition variable. A "sleepers" count lets the caller
- *   skip the futex wake when everyone is spinning. When threads outnumber CPUs, spinning only steals
- *   time from the thread that has work, so workers then block immediately.
- * - Every worker acknowledges every job (even one with fewer chunks than threads), so the caller
- *   never rewrites the job descriptor while a late worker could still be reading it.
+ * - r1_parallel_for: chunk i of [0,n) is meant for thread i (the caller takes chunk 0), but chunks
+ *   are *claimed* (one CAS each) and whoever is free runs any unclaimed chunk, with that chunk's
+ *   index as thread_index. So each thread_index is used by at most one executor per call (callers may
+ *   keep per-index scratch or partial results), and on a shared, oversubscribed machine the caller
+ *   never waits for a worker that the OS has not scheduled yet: it runs that worker's chunk itself.
+ * - Publishing uses a seqlock-style generation: odd while the job descriptor is being written, even
+ *   once published. A worker copies the descriptor and re-checks the generation, so it never runs a
+ *   torn or stale job; chunk claims are tagged with the generation (claim[i] only grows), so a late
+ *   worker cannot claim a chunk of a job that has already finished.
+ * - Wake-up: idle workers spin on the generation for a short bounded time (R1_SPIN_NS; back-to-back
+ *   small kernels then start in well under a microsecond) and then sleep on a condition variable; a
+ *   "sleepers" count lets the caller skip the futex wake when everyone is spinning. When threads
+ *   outnumber CPUs, spinning would only steal time from the thread that has work, so workers then
+ *   block at once.
+ * - r1_parallel_team needs every member running at the same time (its members may use barriers), so
+ *   team jobs are not stolen: the caller waits for each member.
  * - Nesting: a thread-local flag marks "inside a parallel region"; inner calls run serially on the
  *   calling thread. A second, concurrent top-level caller (another OS thread) that finds the pool
  *   busy also runs serially rather than waiting, so no call can deadlock.
@@ -25,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -36,25 +43,27 @@
 #endif
 
 #define R1_MAX_THREADS 64
-/* Spin iterations (each one PAUSE, ~10-60 ns depending on the core) before a worker sleeps. */
-#define R1_SPIN_ITERS 20000
+/* How long an idle worker spins before it sleeps: long enough to bridge the gap between the kernels
+ * of one layer, short enough that an idle pool does not keep taking CPU from other processes. */
+#define R1_SPIN_NS 100000L
 
 typedef struct {
-  r1_team_fn team;   /* non-NULL: team job, worker idx runs team(ctx, idx, nchunks) */
+  r1_team_fn team;   /* non-NULL: team job, member idx runs team(ctx, idx, nchunks) */
   r1_range_fn fn;
   void *ctx;
   long n;
   int nchunks;
+  int quit;          /* workers exit (pool resize) */
 } r1_job;
 
 static struct {
   pthread_mutex_t mu;        /* guards sleeping / waking */
   pthread_cond_t cv;
-  pthread_mutex_t call_mu;   /* one top-level parallel_for at a time */
-  atomic_ulong gen;          /* bumped once per published job */
-  atomic_int pending;        /* workers that have not finished the current job */
+  pthread_mutex_t call_mu;   /* one top-level parallel call at a time */
+  atomic_ulong gen;          /* even: job `gen` published; odd: descriptor being written */
+  atomic_int done;           /* chunks (or team members) finished in the current job */
   atomic_int sleepers;       /* workers blocked (or about to block) on cv */
-  atomic_int quit;
+  atomic_ulong claim[R1_MAX_THREADS]; /* generation in which chunk i was last claimed */
   r1_job job;
   int nworkers;              /* worker threads alive (threads - 1) */
   unsigned long gen_at_spawn;
@@ -102,61 +111,100 @@ static void chunk_bounds(long n, int nchunks, int i, long *b, long *e) {
   *e = *b + q + (i < r ? 1 : 0);
 }
 
-static void *worker_main(void *arg) {
-  int idx = (int)(long)arg; /* 1..nworkers; the caller is 0 */
-  /* The generation at spawn time, not "now": the caller may publish the first job before this
-   * thread gets scheduled, and reading gen here would then skip that job. */
-  unsigned long seen = pool.gen_at_spawn;
-  in_region = 1;            /* anything a worker calls runs serially */
-  for (;;) {
-    unsigned long g;
-    int spins = pool.spin ? R1_SPIN_ITERS : 0;
-    while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen && spins-- > 0) R1_CPU_RELAX();
-    if (g == seen) {
-      pthread_mutex_lock(&pool.mu);
-      atomic_fetch_add(&pool.sleepers, 1); /* seq_cst pairs with the caller's gen store + sleepers load */
-      while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
-      atomic_fetch_sub(&pool.sleepers, 1);
-      pthread_mutex_unlock(&pool.mu);
-    }
-    seen = g;
-    if (atomic_load_explicit(&pool.quit, memory_order_acquire)) {
-      atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
-      return NULL;
-    }
-    r1_job job = pool.job;
-    if (idx < job.nchunks && job.team) {
-      job.team(job.ctx, idx, job.nchunks);
-    } else if (idx < job.nchunks) {
-      long b, e;
-      chunk_bounds(job.n, job.nchunks, idx, &b, &e);
-      job.fn(job.ctx, b, e, idx);
-    }
-    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+static long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Claim chunk i of job generation g; fails if it was already claimed in g (claims only grow, so a
+ * stale worker holding an older g cannot take a chunk of a newer job either). */
+static int try_claim(int i, unsigned long g) {
+  unsigned long c = atomic_load_explicit(&pool.claim[i], memory_order_relaxed);
+  while (c < g)
+    if (atomic_compare_exchange_weak_explicit(&pool.claim[i], &c, g, memory_order_acq_rel, memory_order_relaxed)) return 1;
+  return 0;
+}
+
+/* Run every still-unclaimed chunk of job (g, job), starting with `first`. */
+static void run_chunks(const r1_job *job, unsigned long g, int first) {
+  for (int k = 0; k < job->nchunks; k++) {
+    int i = (first + k) % job->nchunks;
+    if (!try_claim(i, g)) continue;
+    long b, e;
+    chunk_bounds(job->n, job->nchunks, i, &b, &e);
+    job->fn(job->ctx, b, e, i);
+    atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
   }
 }
 
-/* Publish the current pool.job (or quit) to all workers and wait for every acknowledgement,
- * running chunk 0 on the caller in between. */
-static void publish_and_run(int run_chunk0) {
-  atomic_store_explicit(&pool.pending, pool.nworkers, memory_order_relaxed);
-  atomic_fetch_add(&pool.gen, 1); /* seq_cst: release of job fields, ordered before sleepers load */
+/* Wait (spinning, bounded by R1_SPIN_NS) for a published generation other than `seen`. */
+static unsigned long spin_for_job(unsigned long seen) {
+  unsigned long g = atomic_load_explicit(&pool.gen, memory_order_acquire);
+  if (!pool.spin || (g != seen && !(g & 1))) return g;
+  long deadline = now_ns() + R1_SPIN_NS;
+  for (;;) {
+    for (int i = 0; i < 64; i++) { /* clock read only every 64 pauses */
+      R1_CPU_RELAX();
+      g = atomic_load_explicit(&pool.gen, memory_order_acquire);
+      if (g != seen && !(g & 1)) return g;
+    }
+    if (now_ns() > deadline) return g;
+  }
+}
+
+static void *worker_main(void *arg) {
+  int idx = (int)(long)arg; /* 1..nworkers; the caller is 0 */
+  /* The generation at spawn time (not "now": the caller may publish before this thread runs, and
+   * not 0: after a resize the last published job is the old workers' quit). */
+  unsigned long seen = pool.gen_at_spawn;
+  in_region = 1;            /* anything a worker calls runs serially */
+  for (;;) {
+    unsigned long g = spin_for_job(seen);
+    if (g == seen || (g & 1)) {
+      pthread_mutex_lock(&pool.mu);
+      atomic_fetch_add(&pool.sleepers, 1); /* seq_cst: pairs with the caller's gen store + sleepers load */
+      while ((g = atomic_load(&pool.gen)) == seen || (g & 1)) pthread_cond_wait(&pool.cv, &pool.mu);
+      atomic_fetch_sub(&pool.sleepers, 1);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    r1_job job = pool.job;
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&pool.gen, memory_order_relaxed) != g) continue; /* torn copy: re-read */
+    seen = g;
+    if (job.quit) return NULL;
+    if (job.team) {
+      if (idx < job.nchunks) {
+        job.team(job.ctx, idx, job.nchunks);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+      }
+    } else if (idx < job.nchunks) {
+      run_chunks(&job, g, idx); /* own chunk first, then help with any left */
+    }
+  }
+}
+
+/* Publish pool.job as a new generation and wake sleeping workers. Returns the generation. */
+static unsigned long publish(const r1_job *job) {
+  unsigned long g = atomic_load_explicit(&pool.gen, memory_order_relaxed);
+  atomic_store_explicit(&pool.gen, g + 1, memory_order_relaxed); /* odd: writing */
+  atomic_thread_fence(memory_order_release);
+  pool.job = *job;
+  atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+  atomic_fetch_add(&pool.gen, 1); /* even: published (seq_cst, ordered before the sleepers load) */
   if (atomic_load(&pool.sleepers) > 0) {
     pthread_mutex_lock(&pool.mu);
     pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
   }
-  if (run_chunk0 && pool.job.team) {
-    pool.job.team(pool.job.ctx, 0, pool.job.nchunks);
-  } else if (run_chunk0) {
-    long b, e;
-    chunk_bounds(pool.job.n, pool.job.nchunks, 0, &b, &e);
-    pool.job.fn(pool.job.ctx, b, e, 0);
-  }
+  return g + 2;
+}
+
+static void wait_done(int count) {
   unsigned spins = 0;
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
-    if (++spins < 1u << 16) R1_CPU_RELAX();
-    else sched_yield(); /* a worker was descheduled (shared machine): give it the CPU */
+  while (atomic_load_explicit(&pool.done, memory_order_acquire) < count) {
+    if (++spins < 1u << 14) R1_CPU_RELAX();
+    else sched_yield(); /* a member lost its CPU (shared machine): let it run */
   }
 }
 
@@ -164,10 +212,10 @@ static void pool_resize(int threads) {
   int want = threads - 1;
   if (want == pool.nworkers) return;
   if (pool.nworkers > 0) { /* stop and join the old workers */
-    atomic_store(&pool.quit, 1);
-    publish_and_run(0);
-    for (int i = 0; i < pool.nworkers; i++) pthread_join(pool.tid[i + 1], NULL);
-    atomic_store(&pool.quit, 0);
+    r1_job q = {0};
+    q.quit = 1;
+    publish(&q);
+    for (int i = 1; i <= pool.nworkers; i++) pthread_join(pool.tid[i], NULL);
     pool.nworkers = 0;
   }
   pool.spin = threads <= online_cpus();
@@ -178,13 +226,20 @@ static void pool_resize(int threads) {
   }
 }
 
+/* Enter the pool for a top-level call, or return 0 when the call must run serially. */
+static int enter(int nchunks) {
+  if (nchunks <= 1 || in_region) return 0;
+  if (pthread_mutex_trylock(&pool.call_mu) != 0) return 0;
+  return 1;
+}
+
 void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   int threads = r1_num_threads();
   long maxchunks = (n + grain - 1) / grain;
   int nchunks = maxchunks < threads ? (int)maxchunks : threads;
-  if (nchunks <= 1 || in_region || pthread_mutex_trylock(&pool.call_mu) != 0) {
+  if (!enter(nchunks)) {
     int saved = in_region;
     in_region = 1;
     fn(ctx, 0, n, 0);
@@ -197,12 +252,10 @@ void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx) {
   if (nchunks <= 1) {
     fn(ctx, 0, n, 0);
   } else {
-    pool.job.team = NULL;
-    pool.job.fn = fn;
-    pool.job.ctx = ctx;
-    pool.job.n = n;
-    pool.job.nchunks = nchunks;
-    publish_and_run(1);
+    r1_job job = {.fn = fn, .ctx = ctx, .n = n, .nchunks = nchunks};
+    unsigned long g = publish(&job);
+    run_chunks(&job, g, 0);
+    wait_done(nchunks);
   }
   in_region = 0;
   pthread_mutex_unlock(&pool.call_mu);
@@ -211,7 +264,7 @@ void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx) {
 void r1_parallel_team(int max_threads, r1_team_fn fn, void *ctx) {
   int threads = r1_num_threads();
   int nteam = max_threads < threads ? max_threads : threads;
-  if (nteam <= 1 || in_region || pthread_mutex_trylock(&pool.call_mu) != 0) {
+  if (!enter(nteam)) {
     int saved = in_region;
     in_region = 1;
     fn(ctx, 0, 1);
@@ -224,12 +277,10 @@ void r1_parallel_team(int max_threads, r1_team_fn fn, void *ctx) {
   if (nteam <= 1) {
     fn(ctx, 0, 1);
   } else {
-    pool.job.team = fn;
-    pool.job.fn = NULL;
-    pool.job.ctx = ctx;
-    pool.job.n = nteam;
-    pool.job.nchunks = nteam;
-    publish_and_run(1);
+    r1_job job = {.team = fn, .ctx = ctx, .n = nteam, .nchunks = nteam};
+    publish(&job);
+    fn(ctx, 0, nteam);
+    wait_done(nteam - 1);
   }
   in_region = 0;
   pthread_mutex_unlock(&pool.call_mu);
