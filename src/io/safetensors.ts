@@ -222,12 +222,16 @@ export class JsonNumber {
 }
 export type JsonValue = null | boolean | JsonNumber | string | JsonValue[] | Map<string, JsonValue>;
 
+const STRING_SPECIAL = /["\\\x00-\x1f]/g;
+
 export function parseStrictJson(text: string, where: string): JsonValue {
   let i = 0;
   const n = text.length;
   const fail = (msg: string): never => {
     throw new FormatError(`${where}: invalid JSON at character ${i}: ${msg}`);
   };
+  const code = (k: number) => (k < n ? text.charCodeAt(k) : -1);
+  const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
   const ws = () => {
     while (i < n) {
       const c = text.charCodeAt(i);
@@ -238,63 +242,59 @@ export function parseStrictJson(text: string, where: string): JsonValue {
   const str = (): string => {
     i++; // opening quote
     let out = '';
-    let start = i;
     for (;;) {
-      if (i >= n) fail('unterminated string');
+      // Jump to the next quote, backslash or control character with a native regex scan.
+      STRING_SPECIAL.lastIndex = i;
+      const m = STRING_SPECIAL.exec(text);
+      if (!m) { i = n; return fail('unterminated string'); }
+      const j = m.index;
+      out += text.slice(i, j);
+      i = j;
       const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        out += text.slice(start, i);
-        i++;
-        return out;
-      }
+      if (c === 0x22) { i++; return out; }
       if (c < 0x20) fail('control character in string');
-      if (c === 0x5c) {
-        out += text.slice(start, i);
-        const e = text[i + 1];
-        i += 2;
-        switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
-          case 'u': {
-            const h = text.slice(i, i + 4);
-            if (!/^[0-9a-fA-F]{4}$/.test(h)) fail('bad \\u escape');
-            out += String.fromCharCode(parseInt(h, 16));
-            i += 4;
-            break;
-          }
-          default: i -= 1; fail('bad escape');
+      // backslash escape
+      const e = text[i + 1];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          const h = text.slice(i + 2, i + 6);
+          if (!/^[0-9a-fA-F]{4}$/.test(h)) fail('bad \\u escape');
+          out += String.fromCharCode(parseInt(h, 16));
+          i += 4;
+          break;
         }
-        start = i;
-        continue;
+        default: fail('bad escape');
       }
-      i++;
+      i += 2;
     }
   };
   const num = (): JsonNumber => {
     const s = i;
-    if (text[i] === '-') i++;
-    if (text[i] === '0') i++;
-    else if (text[i]! >= '1' && text[i]! <= '9') while (i < n && text[i]! >= '0' && text[i]! <= '9') i++;
+    if (code(i) === 0x2d) i++;
+    if (code(i) === 0x30) i++;
+    else if (code(i) >= 0x31 && code(i) <= 0x39) while (isDigit(code(i))) i++;
     else fail('bad number');
-    let int = text[s] !== '-';
-    if (text[i] === '.') {
+    let int = text.charCodeAt(s) !== 0x2d;
+    if (code(i) === 0x2e) {
       int = false;
       i++;
-      if (!(text[i]! >= '0' && text[i]! <= '9')) fail('bad number fraction');
-      while (i < n && text[i]! >= '0' && text[i]! <= '9') i++;
+      if (!isDigit(code(i))) fail('bad number fraction');
+      while (isDigit(code(i))) i++;
     }
-    if (text[i] === 'e' || text[i] === 'E') {
+    if (code(i) === 0x65 || code(i) === 0x45) {
       int = false;
       i++;
-      if (text[i] === '+' || text[i] === '-') i++;
-      if (!(text[i]! >= '0' && text[i]! <= '9')) fail('bad number exponent');
-      while (i < n && text[i]! >= '0' && text[i]! <= '9') i++;
+      if (code(i) === 0x2b || code(i) === 0x2d) i++;
+      if (!isDigit(code(i))) fail('bad number exponent');
+      while (isDigit(code(i))) i++;
     }
     return new JsonNumber(Number(text.slice(s, i)), int);
   };
@@ -309,52 +309,48 @@ export function parseStrictJson(text: string, where: string): JsonValue {
     if (depth > MAX_JSON_DEPTH) fail(`nesting deeper than ${MAX_JSON_DEPTH}`);
     ws();
     if (i >= n) fail('unexpected end');
-    const c = text[i]!;
-    if (c === '{') {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b) { // {
       i++;
       const m = new Map<string, JsonValue>();
       ws();
-      if (text[i] === '}') {
-        i++;
-        return m;
-      }
+      if (code(i) === 0x7d) { i++; return m; }
       for (;;) {
         ws();
-        if (text[i] !== '"') fail('expected a string key');
+        if (code(i) !== 0x22) fail('expected a string key');
         const k = str();
         if (m.has(k)) fail(`duplicate key ${JSON.stringify(k)}`);
         ws();
-        if (text[i] !== ':') fail("expected ':'");
+        if (code(i) !== 0x3a) fail("expected ':'");
         i++;
         m.set(k, value(depth + 1));
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return m; }
+        const d = code(i);
+        if (d === 0x2c) { i++; continue; }
+        if (d === 0x7d) { i++; return m; }
         fail("expected ',' or '}'");
       }
     }
-    if (c === '[') {
+    if (c === 0x5b) { // [
       i++;
       const a: JsonValue[] = [];
       ws();
-      if (text[i] === ']') {
-        i++;
-        return a;
-      }
+      if (code(i) === 0x5d) { i++; return a; }
       for (;;) {
         a.push(value(depth + 1));
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return a; }
+        const d = code(i);
+        if (d === 0x2c) { i++; continue; }
+        if (d === 0x5d) { i++; return a; }
         fail("expected ',' or ']'");
       }
     }
-    if (c === '"') return str();
-    if (c === '-' || (c >= '0' && c <= '9')) return num();
-    if (c === 't') return lit('true', true);
-    if (c === 'f') return lit('false', false);
-    if (c === 'n') return lit('null', null);
-    return fail(`unexpected character ${JSON.stringify(c)}`);
+    if (c === 0x22) return str();
+    if (c === 0x2d || isDigit(c)) return num();
+    if (c === 0x74) return lit('true', true);
+    if (c === 0x66) return lit('false', false);
+    if (c === 0x6e) return lit('null', null);
+    return fail(`unexpected character ${JSON.stringify(text[i])}`);
   };
   const v = value(0);
   ws();
@@ -460,9 +456,9 @@ export function parseHeader(path: string, headerBytes: Uint8Array, fileSize: num
 function headerLengthOf(path: string, prefix: Uint8Array, size: number): number {
   if (size < 8) throw new FormatError(`${path}: too short for a safetensors file (${size} bytes; the 8-byte header length is missing)`);
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new FormatError(`${path}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw new FormatError(`${path}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (is this a safetensors file?)`);
   const hlen = Number(n);
-  if (8 + hlen > size) throw new FormatError(`${path}: header length ${hlen} runs past the end of the file (${size} bytes)`);
+  if (8 + hlen > size) throw new FormatError(`${path}: header length ${hlen} runs past the end of the file (${size} bytes; truncated, or not a safetensors file)`);
   if (hlen < 2) throw new FormatError(`${path}: header length ${hlen} is too small for a JSON object`);
   return hlen;
 }
