@@ -7,20 +7,23 @@
  * Run: npm run bench -- gemm [--json] [--reps N] [--min-time S] [--threads 1,2] [--shapes 512,1x896x4864] [--no-peer]
  *
  * Timing rule (both sides): repeat the product until a sample lasts --min-time seconds, take the best
- * of --reps samples. The peer runs in one long-lived python process per thread count and each shape
- * is timed ours-then-peer before moving on, so a burst of load from other processes on a shared
- * machine hits both sides alike.
+ * of --reps samples. The peer runs in one long-lived python process per thread count, and samples
+ * alternate ours / peer / ours / ... so a burst of load from other processes on a shared machine hits
+ * both sides alike.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../src/errors.js';
 import { loadNative, nativeLoadError, type NativeBackend } from '../src/tensor/backends/native.js';
 
 type Shape = [m: number, k: number, n: number];
+
+const PEER_SETTLE_MS = 1000;
 
 const DEFAULT_SHAPES: Shape[] = [
   [256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048],
@@ -51,7 +54,7 @@ function parseShape(s: string): Shape {
 }
 
 function parseOpts(argv: string[]): Opts {
-  const o: Opts = { json: false, reps: 5, minTime: 0.25, threads: [], shapes: DEFAULT_SHAPES, peer: true };
+  const o: Opts = { json: false, reps: 7, minTime: 0.2, threads: [], shapes: DEFAULT_SHAPES, peer: true };
   const all = availableParallelism();
   o.threads = all > 1 ? [1, all] : [1];
   for (let i = 0; i < argv.length; i++) {
@@ -90,8 +93,10 @@ function rand(n: number, seed: number): Float32Array {
   return a;
 }
 
-/** Best-of-reps GFLOP/s of C = A B through the backend's matmul (A m x k, B k x n, row-major). */
-function timeOurs(be: NativeBackend, [m, k, n]: Shape, reps: number, minTime: number): number {
+/** Sampler of C = A B through the backend's matmul (A m x k, B k x n, row-major): each call of the
+ *  returned function times one sample (the product repeated until it lasts ~minTime s), in seconds
+ *  per product. */
+function oursSampler(be: NativeBackend, [m, k, n]: Shape, minTime: number): () => number {
   const A = rand(m * k, 1), B = rand(k * n, 2), C = new Float32Array(m * n);
   const call = (): void => be.matmul(C, 0, A, 0, 0, k, false, B, 0, 0, n, false, 1, m, n, k, false);
   call(); // warm-up: packing buffers, thread start, page faults
@@ -99,13 +104,11 @@ function timeOurs(be: NativeBackend, [m, k, n]: Shape, reps: number, minTime: nu
   call();
   const one = (performance.now() - t0) / 1000;
   const inner = Math.max(1, Math.floor(minTime / Math.max(one, 1e-9)));
-  let best = Infinity;
-  for (let r = 0; r < reps; r++) {
+  return () => {
     t0 = performance.now();
     for (let i = 0; i < inner; i++) call();
-    best = Math.min(best, (performance.now() - t0) / 1000 / inner);
-  }
-  return (2 * m * n * k) / best / 1e9;
+    return (performance.now() - t0) / 1000 / inner;
+  };
 }
 
 /** One long-lived numpy process (fixed OpenBLAS thread count), answering one shape per request. */
@@ -180,12 +183,12 @@ export function estimateClock(): { ghz: number; source: string; measuredGhz: num
     return x;
   };
   let x = 1, best = 0;
-  for (let r = 0; r < 300; r++) {
-    const n = 100_000;
+  for (let r = 0; r < 1500; r++) {
+    const n = 20_000; // ~70 us slices: short enough that some run without preemption on a busy machine
     const t0 = process.hrtime.bigint();
     x = chain(n, x);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (r >= 20) best = Math.max(best, (8 * n) / s / 1e9); // first slices: JIT warm-up
+    if (r >= 100) best = Math.max(best, (8 * n) / s / 1e9); // first slices: JIT warm-up
   }
   if (x === 0.5) console.log(''); // keep x observable so the loop is not optimised away
   const measuredGhz = best;
@@ -243,8 +246,22 @@ export default async function run(argv: string[]): Promise<void> {
       }
       try {
         for (const shape of o.shapes) {
-          const gflops = timeOurs(be, shape, o.reps, o.minTime);
-          const peerG = peer ? await peer.time(shape, o.reps, o.minTime) : null;
+          // Alternate one sample of ours with one of the peer, best of each: a burst of load from
+          // other processes then hits both sides alike instead of one side's whole block of samples.
+          const flop = 2 * shape[0] * shape[1] * shape[2];
+          const sample = oursSampler(be, shape, o.minTime);
+          let best = Infinity, peerG: number | null = null;
+          for (let r = 0; r < o.reps; r++) {
+            best = Math.min(best, sample());
+            if (peer) {
+              peerG = Math.max(peerG ?? 0, await peer.time(shape, 1, o.minTime));
+              // OpenBLAS workers busy-wait after a call (THREAD_TIMEOUT, default 2^28 cycles, ~0.1 s
+              // here) before sleeping; let them go idle so they do not compete with our next sample.
+              // (Our pool spins only 0.1 ms, so the peer needs no such pause.)
+              if (t > 1) await sleep(PEER_SETTLE_MS);
+            }
+          }
+          const gflops = flop / best / 1e9;
           const row: GemmRow = {
             bench: 'gemm', m: shape[0], k: shape[1], n: shape[2], threads: t,
             gflops: round(gflops), peer: peer ? 'numpy' : null,

@@ -16,7 +16,7 @@
  *
  * Micro-kernels: AVX2+FMA 6x16 (12 ymm accumulators, 2 B loads + 6 broadcasts per k step, the
  * BLIS "haswell" shape), AVX-512F 12x32 (24 zmm accumulators, embedded broadcasts), and a portable
- * 4x16 C kernel. The SIMD ones are compiled with __attribute__((target)) (no -march in binding.gyp)
+ * 4x8 kernel in portable vector C. The x86 SIMD ones are compiled with __attribute__((target)) (no -march in binding.gyp)
  * and picked at run time by r1_isa(), so an AVX-512 kernel never runs on a CPU without AVX-512.
  *
  * beta is applied by the micro-kernel on the first K block only (beta == 0: C is only stored, never
@@ -54,6 +54,7 @@ typedef struct {
   int mr, nr;      /* register tile */
   long kc, ncu;    /* K block; column-unit width: B block kc x ncu lives in L2, A micro-panel mr x kc in L1 */
   ukr_fn ukr;
+  long upt;        /* work units wanted per thread (load balance vs. per-unit B packing) */
 } kinfo;
 
 static inline long min_l(long a, long b) { return a < b ? a : b; }
@@ -79,21 +80,31 @@ static inline void merge_tile(const float *acc, float *c, long ldc, float beta, 
   }
 }
 
-/* ---------------- portable micro-kernel (4 x 16), compiler-vectorised ---------------- */
+/* ---------------- portable micro-kernel (4 x 8) ----------------
+ * GCC/Clang vector extensions: 4-lane vectors map to SSE2 on any x86-64 (the baseline the addon is
+ * compiled for) and to NEON on arm64. 8 accumulators + 2 B vectors + 1 broadcast fit the 16 SSE
+ * registers, so nothing spills. */
 #define SC_MR 4
-#define SC_NR 16
+#define SC_NR 8
+typedef float v4f __attribute__((vector_size(16)));
 static void ukr_scalar(long kc, const float *a, const float *b, float *c, long ldc, float beta, int mr, int nr) {
-  float acc[SC_MR][SC_NR] = {{0}};
+  v4f c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
   for (long p = 0; p < kc; p++) {
-    for (int i = 0; i < SC_MR; i++) {
-      float av = a[i];
-      for (int j = 0; j < SC_NR; j++) acc[i][j] += av * b[j];
-    }
+    v4f b0, b1;
+    memcpy(&b0, b, sizeof b0); /* packed B is 64-byte aligned, memcpy keeps this strictly portable */
+    memcpy(&b1, b + 4, sizeof b1);
+    c00 += a[0] * b0; c01 += a[0] * b1;
+    c10 += a[1] * b0; c11 += a[1] * b1;
+    c20 += a[2] * b0; c21 += a[2] * b1;
+    c30 += a[3] * b0; c31 += a[3] * b1;
     a += SC_MR;
     b += SC_NR;
   }
   float tmp[SC_MR * MAX_NR];
-  for (int i = 0; i < SC_MR; i++) memcpy(tmp + i * MAX_NR, acc[i], sizeof acc[i]);
+  memcpy(tmp, &c00, 16); memcpy(tmp + 4, &c01, 16);
+  memcpy(tmp + MAX_NR, &c10, 16); memcpy(tmp + MAX_NR + 4, &c11, 16);
+  memcpy(tmp + 2 * MAX_NR, &c20, 16); memcpy(tmp + 2 * MAX_NR + 4, &c21, 16);
+  memcpy(tmp + 3 * MAX_NR, &c30, 16); memcpy(tmp + 3 * MAX_NR + 4, &c31, 16);
   merge_tile(tmp, c, ldc, beta, mr, nr);
 }
 
@@ -204,20 +215,28 @@ static void ukr_avx512(long kc, const float *a, const float *b, float *c, long l
  * L2): 12 KiB A micro-panel, 512 KiB B block. */
 static const kinfo *kernel_info(void) {
   static kinfo ki;
-  static int ready = 0;
-  if (ready) return &ki;
-  kinfo k = {SC_MR, SC_NR, 256, 256, ukr_scalar};
+  static atomic_int ready; /* first callers may race: they compute the same values */
+  if (atomic_load_explicit(&ready, memory_order_acquire)) return &ki;
+  kinfo k = {SC_MR, SC_NR, 256, 256, ukr_scalar, 4};
 #ifdef R1_X86
   int isa = r1_isa();
-  if (isa == R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 256, 512, ukr_avx512};
-  else if (isa == R1_ISA_AVX2) k = (kinfo){AVX2_MR, AVX2_NR, 256, 256, ukr_avx2};
+  if (isa == R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 256, 512, ukr_avx512, 4};
+  else if (isa == R1_ISA_AVX2) k = (kinfo){AVX2_MR, AVX2_NR, 256, 256, ukr_avx2, 4};
 #endif
   const char *e;
   /* Tuning hooks (used with native/bench/gemm_bench.c); ignored unless set. */
   if ((e = getenv("R1_GEMM_KC")) && atol(e) > 0) k.kc = atol(e);
   if ((e = getenv("R1_GEMM_NCU")) && atol(e) > 0) k.ncu = round_up(atol(e), k.nr);
-  ki = k;
-  ready = 1;
+  if ((e = getenv("R1_GEMM_UPT")) && atol(e) > 0) k.upt = atol(e);
+  if (!atomic_load_explicit(&ready, memory_order_acquire)) {
+    static atomic_flag writing = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&writing)) {
+      ki = k;
+      atomic_store_explicit(&ready, 1, memory_order_release);
+    } else {
+      while (!atomic_load_explicit(&ready, memory_order_acquire)) CPU_RELAX();
+    }
+  }
   return &ki;
 }
 
@@ -395,7 +414,7 @@ static int gemm_blocked(int nt, int transA, int transB, long m, long n, long k, 
   ms = ms >= m ? m : balanced_block(m, ms, mr);
   /* Column units: NCU wide, narrower (down to 4 NR) when that gives every thread a few units. */
   long ncu = ki->ncu;
-  const long want = 4L * nt;
+  const long want = ki->upt * nt;
   if (nt > 1 && ceil_div(n, ncu) < want) ncu = max_l(4L * nr, round_up(ceil_div(n, want), nr));
   g.ncu = min_l(ncu, round_up(n, nr));
   g.units_c = ceil_div(n, g.ncu);

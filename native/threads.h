@@ -2,6 +2,9 @@
  * One process-wide pool of worker threads (R1_THREADS overrides the count; default = online CPUs).
  * r1_parallel_for splits [0, n) into contiguous chunks and runs fn(ctx, begin, end, thread_index)
  * on the pool, the calling thread taking part; it returns when every chunk is done.
+ * thread_index is the chunk's index (0 .. r1_num_threads()-1), used by exactly one call per
+ * parallel_for, so per-index scratch or partial results are safe; which OS thread runs a chunk is
+ * not fixed (an idle thread may take over a chunk whose worker has not started yet).
  * Calls from inside a running parallel region run serially on the caller (no nesting deadlock). */
 #ifndef R1_THREADS_H
 #define R1_THREADS_H

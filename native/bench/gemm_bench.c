@@ -1,7 +1,8 @@
 /* Standalone GEMM timing harness for tuning block sizes (not part of the addon).
  * Build: gcc -O3 -std=gnu11 -pthread -Inative native/bench/gemm_bench.c native/gemm.c native/threads.c native/cpu.c -o /tmp/gemm_bench
  * Usage: /tmp/gemm_bench m k n [threads] [reps] [ta tb]   -> prints best GFLOP/s over reps
- * Block sizes can be overridden with R1_GEMM_MC / R1_GEMM_KC / R1_GEMM_NC. */
+ * Block sizes can be overridden with R1_GEMM_KC / R1_GEMM_NCU / R1_GEMM_UPT (units per thread);
+ * MISALIGN=<floats> offsets the operands from 64-byte alignment, as JS typed arrays may be. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -22,6 +23,12 @@ int main(int argc, char **argv) {
   int ta = argc > 6 ? atoi(argv[6]) : 0, tb = argc > 7 ? atoi(argv[7]) : 0;
   float *A = aligned_alloc(64, sizeof(float) * ((m * k + 15) & ~15L)), *B = aligned_alloc(64, sizeof(float) * ((k * n + 15) & ~15L)),
         *C = aligned_alloc(64, sizeof(float) * ((m * n + 15) & ~15L));
+  if (getenv("MISALIGN")) { /* mimic JS typed arrays (16-byte aligned at best) */
+    long off = atol(getenv("MISALIGN"));
+    A = aligned_alloc(64, sizeof(float) * ((m * k + 31) & ~15L)) + off;
+    B = aligned_alloc(64, sizeof(float) * ((k * n + 31) & ~15L)) + off;
+    C = aligned_alloc(64, sizeof(float) * ((m * n + 31) & ~15L)) + off;
+  }
   for (long i = 0; i < m * k; i++) A[i] = (float)((i * 7) % 13) * 0.1f - 0.6f;
   for (long i = 0; i < k * n; i++) B[i] = (float)((i * 5) % 11) * 0.1f - 0.5f;
   double flops = 2.0 * m * n * k;

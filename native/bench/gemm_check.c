@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         }
       }
   /* big shapes crossing every block boundary, and GEMV shapes */
-  long big[][3] = {{300, 4200, 700}, {1, 4864, 896}, {1, 3, 2000}, {777, 1, 901}, {1, 1, 1}, {5, 9000, 3}, {2, 2, 0}, {520, 33, 1030}};
+  long big[][3] = {{300, 4200, 700}, {3000, 20, 4000} /* two row super-blocks */, {1, 4864, 896}, {1, 3, 2000}, {777, 1, 901}, {1, 1, 1}, {5, 9000, 3}, {2, 2, 0}, {520, 33, 1030}};
   for (unsigned i = 0; i < sizeof big / sizeof *big; i++)
     for (int t = 0; t < 4; t++) {
       fails += check(t & 1, t >> 1, big[i][0], big[i][1], big[i][2], 1.0f, t == 3 ? 2.0f : 0.0f, 0);

@@ -131,6 +131,12 @@ test('gemm: block-crossing and matrix-vector shapes at 1, 2 and 3 threads', { sk
   }
 });
 
+test('gemm: packed A larger than one row super-block (m x k > 8M floats)', { skip: SKIP }, () => {
+  // 2100 x 4000 = 8.4M floats of A: the driver packs and multiplies it in two row super-blocks.
+  check({ m: 2100, n: 3, k: 4000, tA: false, tB: true, acc: true }, 11);
+  check({ m: 2100, n: 2, k: 4000, tA: true, tB: false, acc: false }, 12);
+});
+
 test('gemm: batched with broadcast operands', { skip: SKIP }, () => {
   check({ m: 7, n: 19, k: 23, tA: false, tB: true, acc: false, batch: 3 }, 7);
   check({ m: 20, n: 5, k: 9, tA: true, tB: false, acc: true, batch: 4 }, 8);
