@@ -16,7 +16,7 @@
  */
 import * as T from '../tensor/index.js';
 import { Tensor, arange, keep, noGrad } from '../tensor/index.js';
-import { Module, ModuleList, type InitOptions } from '../nn/module.js';
+import { Module, ModuleList, dtypeOf, type InitOptions } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/norm.js';
@@ -25,6 +25,7 @@ import { ropeTables, yarnMscale } from '../nn/rope.js';
 import { isMoeLayer, type DeepseekConfig } from './config.js';
 import { initOptions, type BuildOptions } from './llama.js';
 import { ShapeError } from '../errors.js';
+import { packSegments, type SegmentInput } from './segments.js';
 
 /** Softmax scale of MLA: 1/sqrt(qk_nope + qk_rope) times YaRN's mscale^2 (mscale_all_dim, as HF's DeepseekV3Attention). */
 export function mlaSoftmaxScale(c: DeepseekConfig): number {
@@ -65,11 +66,11 @@ export class MLA extends Module {
       this.q_proj = this.child('q_proj', new Linear(c.hiddenSize, H * this.qkHead, false, init));
     } else {
       this.q_a_proj = this.child('q_a_proj', new Linear(c.hiddenSize, c.qLoraRank, c.attentionBias, init));
-      this.q_a_layernorm = this.child('q_a_layernorm', new RMSNorm(c.qLoraRank, c.rmsNormEps));
+      this.q_a_layernorm = this.child('q_a_layernorm', new RMSNorm(c.qLoraRank, c.rmsNormEps, dtypeOf(init)));
       this.q_b_proj = this.child('q_b_proj', new Linear(c.qLoraRank, H * this.qkHead, false, init));
     }
     this.kv_a_proj_with_mqa = this.child('kv_a_proj_with_mqa', new Linear(c.hiddenSize, c.kvLoraRank + c.qkRopeHeadDim, c.attentionBias, init));
-    this.kv_a_layernorm = this.child('kv_a_layernorm', new RMSNorm(c.kvLoraRank, c.rmsNormEps));
+    this.kv_a_layernorm = this.child('kv_a_layernorm', new RMSNorm(c.kvLoraRank, c.rmsNormEps, dtypeOf(init)));
     this.kv_b_proj = this.child('kv_b_proj', new Linear(c.kvLoraRank, H * (c.qkNopeHeadDim + c.vHeadDim), false, init));
     this.o_proj = this.child('o_proj', new Linear(H * c.vHeadDim, c.hiddenSize, c.attentionBias, init));
     this.scale = mlaSoftmaxScale(c);
@@ -138,6 +139,39 @@ export class MLA extends Module {
     const o = T.matmul(ol, wUv.transpose(1, 2)).reshape(H, B, S, c.vHeadDim).permute(1, 2, 0, 3).reshape(B, S, H * c.vHeadDim);
     return { out: this.o_proj.forward(o), cache: { kv } };
   }
+
+  /**
+   * Absorbed MLA over a ragged batch (inference): x [1, N, hidden] packs several sequences' new tokens;
+   * projections and the W_uk/W_uv folds run once over all N tokens, attention per sequence over its own
+   * cached [latent ; rope key]. Returns each sequence's extended cache.
+   */
+  forwardSegments(x: Tensor, r: RopeCtx, segments: readonly { length: number; past: MLACache | null }[]): { out: Tensor; caches: MLACache[] } {
+    const N = x.shape[1]!;
+    const c = this.c;
+    const H = this.H;
+    const L = c.kvLoraRank;
+    const { qNope, qPe } = this.queries(x, r);
+    const { kvNorm, kPe } = this.latent(x, r);
+    const kvNew = T.cat([kvNorm, kPe.reshape(1, N, c.qkRopeHeadDim)], 2).reshape(1, 1, N, L + c.qkRopeHeadDim);
+    const w = this.kv_b_proj.weight.reshape(H, c.qkNopeHeadDim + c.vHeadDim, L);
+    const wUk = w.narrow(1, 0, c.qkNopeHeadDim);
+    const wUv = w.narrow(1, c.qkNopeHeadDim, c.vHeadDim);
+    const qAbs = T.matmul(qNope.permute(2, 0, 1, 3).reshape(H, N, c.qkNopeHeadDim), wUk).reshape(H, 1, N, L).permute(1, 0, 2, 3);
+    const q = T.cat([qAbs, qPe.transpose(1, 2)], 3); // [1, H, N, L + rope]
+    const outs: Tensor[] = [];
+    const caches: MLACache[] = [];
+    let off = 0;
+    for (const s of segments) {
+      const mine = kvNew.narrow(2, off, s.length);
+      const kv = s.past ? T.cat([s.past.kv, mine], 2) : mine.contiguous();
+      outs.push(T.attention(q.narrow(2, off, s.length), kv, kv.narrow(3, 0, L), { causal: true, scale: this.scale }));
+      caches.push({ kv });
+      off += s.length;
+    }
+    const oLatent = outs.length === 1 ? outs[0]! : T.cat(outs, 2); // [1, H, N, L]
+    const o = T.matmul(oLatent.reshape(H, N, L), wUv.transpose(1, 2)).permute(1, 0, 2).reshape(1, N, H * c.vHeadDim);
+    return { out: this.o_proj.forward(o), caches };
+  }
 }
 
 /** Routing decisions for a batch of tokens. */
@@ -156,9 +190,9 @@ export class Gate extends Module {
   constructor(readonly c: DeepseekConfig, init: InitOptions | 'empty') {
     super();
     const E = c.nRoutedExperts;
-    this.weight = this.param('weight', init === 'empty' ? T.zeros([E, c.hiddenSize]) : T.randn([E, c.hiddenSize], { rng: init.rng, std: init.std }));
+    this.weight = this.param('weight', init === 'empty' ? T.zeros([E, c.hiddenSize]) : T.randn([E, c.hiddenSize], { rng: init.rng, std: init.std, dtype: init.dtype }));
     // The bias is adjusted by the balancing rule, not by gradients (V3 2.1.2).
-    this.e_score_correction_bias = c.topkMethod === 'noaux_tc' ? this.param('e_score_correction_bias', T.zeros([E]), false) : null;
+    this.e_score_correction_bias = c.topkMethod === 'noaux_tc' ? this.param('e_score_correction_bias', T.zeros([E], dtypeOf(init)), false) : null;
   }
 
   /** Route x [T, hidden]. */
@@ -295,8 +329,8 @@ export class DeepseekDecoderLayer extends Module {
     super();
     this.self_attn = this.child('self_attn', new MLA(c, init));
     this.mlp = this.child('mlp', isMoeLayer(c, layerIndex) ? new MoE(c, init) : new SwiGLU(c.hiddenSize, c.intermediateSize, init));
-    this.input_layernorm = this.child('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
-    this.post_attention_layernorm = this.child('post_attention_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.input_layernorm = this.child('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
+    this.post_attention_layernorm = this.child('post_attention_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
   }
   forward(x: Tensor, r: RopeCtx, opts: { absorbed?: boolean; past?: MLACache | null; balanceAlpha?: number } = {}): { out: Tensor; cache: MLACache | null } {
     const hn = this.input_layernorm.forward(x);
@@ -312,6 +346,12 @@ export class DeepseekDecoderLayer extends Module {
     const y = this.mlp instanceof MoE ? this.mlp.forward(m, opts.balanceAlpha ?? 0) : this.mlp.forward(m);
     return { out: h.add(y), cache };
   }
+  forwardSegments(x: Tensor, r: RopeCtx, segs: readonly { length: number; past: MLACache | null }[]): { out: Tensor; caches: MLACache[] } {
+    const a = this.self_attn.forwardSegments(this.input_layernorm.forward(x), r, segs);
+    const h = x.add(a.out);
+    const m = this.post_attention_layernorm.forward(h);
+    return { out: h.add(this.mlp.forward(m)), caches: a.caches };
+  }
 }
 
 /** One MTP module (V3 2.2), stored as model.layers.<num_hidden_layers + d>.* in HF checkpoints. */
@@ -322,18 +362,18 @@ export class MTPLayer extends DeepseekDecoderLayer {
   readonly shared_head: SharedHead;
   constructor(c: DeepseekConfig, layerIndex: number, init: InitOptions | 'empty') {
     super(c, layerIndex, init);
-    this.enorm = this.child('enorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
-    this.hnorm = this.child('hnorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.enorm = this.child('enorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
+    this.hnorm = this.child('hnorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
     this.eh_proj = this.child('eh_proj', new Linear(2 * c.hiddenSize, c.hiddenSize, false, init));
-    this.shared_head = this.child('shared_head', new SharedHead(c));
+    this.shared_head = this.child('shared_head', new SharedHead(c, init));
   }
 }
 
 class SharedHead extends Module {
   readonly norm: RMSNorm;
-  constructor(c: DeepseekConfig) {
+  constructor(c: DeepseekConfig, init: InitOptions | 'empty') {
     super();
-    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
   }
 }
 
@@ -348,7 +388,7 @@ class DeepseekBody extends Module {
     for (let i = 0; i < c.numHiddenLayers; i++) layers.push(new DeepseekDecoderLayer(c, i, init));
     if (withMtp) for (let d = 0; d < c.numNextnPredictLayers; d++) layers.push(new MTPLayer(c, c.numHiddenLayers + d, init));
     this.layers = this.child('layers', new ModuleList(layers));
-    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
   }
 }
 
@@ -374,7 +414,7 @@ export class DeepseekV3ForCausalLM extends Module {
     this.model = this.child('model', new DeepseekBody(config, init, this.mtpDepth > 0));
     this.lm_head = this.child('lm_head', new Linear(config.hiddenSize, config.vocabSize, false, init));
     const P = opts.maxPositions ?? Math.min(config.maxPositionEmbeddings, 4096);
-    const t = ropeTables(config.qkRopeHeadDim, config.ropeTheta, config.ropeScaling, P);
+    const t = ropeTables(config.qkRopeHeadDim, config.ropeTheta, config.ropeScaling, P, opts.dtype ?? 'f32');
     this.cos = t.cos;
     this.sin = t.sin;
   }
@@ -425,6 +465,25 @@ export class DeepseekV3ForCausalLM extends Module {
       });
     }
     return { logits, hidden: x, mtpLogits, cache };
+  }
+
+  /**
+   * Inference on a ragged batch with the absorbed MLA cache: each segment's new tokens continue its own
+   * cache (one MLACache per main layer). Returns logits [R, vocab] for each segment's last token (every
+   * token with all = true), the final hidden rows (pre-norm, for MTP drafting) and the extended caches.
+   */
+  forwardSegments(segs: readonly SegmentInput<MLACache[]>[], all = false): { logits: Tensor; hidden: Tensor; caches: MLACache[][] } {
+    const p = packSegments(segs, this.cos.shape[0]!, this.config.vocabSize, 'deepseek_v3', all);
+    const r: RopeCtx = { cos: this.cos, sin: this.sin, positions: p.positions };
+    let x = this.model.embed_tokens.forward(p.ids);
+    const caches: MLACache[][] = segs.map(() => []);
+    this.mainLayers.forEach((layer, li) => {
+      const res = layer.forwardSegments(x, r, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null })));
+      x = res.out;
+      res.caches.forEach((kv, i) => caches[i]!.push(kv));
+    });
+    const hidden = T.indexSelect(x.reshape(p.N, this.config.hiddenSize), 0, p.rows);
+    return { logits: this.lm_head.forward(this.model.norm.forward(hidden)), hidden, caches };
   }
 
   /** Apply the aux-loss-free bias update to every MoE layer (call after each optimizer step). */

@@ -6,7 +6,7 @@
  */
 import { Tensor, arange, Rng, keep } from '../tensor/index.js';
 import type { DType } from '../tensor/index.js';
-import { Module, ModuleList, type InitOptions } from '../nn/module.js';
+import { Module, ModuleList, dtypeOf, type InitOptions } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/norm.js';
@@ -15,6 +15,8 @@ import { GQAttention, type KVPair } from '../nn/attention.js';
 import { ropeTables } from '../nn/rope.js';
 import type { DenseConfig } from './config.js';
 import { ShapeError } from '../errors.js';
+import * as T from '../tensor/index.js';
+import { packSegments, type SegmentInput } from './segments.js';
 
 export interface BuildOptions {
   /** 'random' initialises like HF (normal(0, initializer_range)); 'empty' allocates zeros for loading. */
@@ -39,11 +41,16 @@ export class DenseDecoderLayer extends Module {
     super();
     this.self_attn = this.child('self_attn', new GQAttention(c.hiddenSize, c.numAttentionHeads, c.numKeyValueHeads, c.headDim, c.attentionBias, init));
     this.mlp = this.child('mlp', new SwiGLU(c.hiddenSize, c.intermediateSize, init));
-    this.input_layernorm = this.child('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
-    this.post_attention_layernorm = this.child('post_attention_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.input_layernorm = this.child('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
+    this.post_attention_layernorm = this.child('post_attention_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
   }
   forward(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, past?: KVPair | null): { out: Tensor; present: KVPair } {
     const a = this.self_attn.forward(this.input_layernorm.forward(x), { cos, sin, positions }, past);
+    const h = x.add(a.out);
+    return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
+  }
+  forwardSegments(x: Tensor, ctx: { cos: Tensor; sin: Tensor; positions: Tensor }, segs: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
+    const a = this.self_attn.forwardSegments(this.input_layernorm.forward(x), ctx, segs);
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
   }
@@ -57,7 +64,7 @@ class DenseBody extends Module {
     super();
     this.embed_tokens = this.child('embed_tokens', new Embedding(c.vocabSize, c.hiddenSize, init));
     this.layers = this.child('layers', new ModuleList(Array.from({ length: c.numHiddenLayers }, () => new DenseDecoderLayer(c, init))));
-    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
+    this.norm = this.child('norm', new RMSNorm(c.hiddenSize, c.rmsNormEps, dtypeOf(init)));
   }
 }
 
@@ -78,7 +85,7 @@ export class DenseCausalLM extends Module {
     this.model = this.child('model', new DenseBody(config, init));
     this.lm_head = config.tieWordEmbeddings ? null : this.child('lm_head', new Linear(config.hiddenSize, config.vocabSize, false, init));
     const P = opts.maxPositions ?? Math.min(config.maxPositionEmbeddings, 4096);
-    const t = ropeTables(config.headDim, config.ropeTheta, config.ropeScaling, P);
+    const t = ropeTables(config.headDim, config.ropeTheta, config.ropeScaling, P, opts.dtype ?? 'f32');
     this.cos = t.cos;
     this.sin = t.sin;
   }
@@ -97,9 +104,32 @@ export class DenseCausalLM extends Module {
       x = r.out;
       cache.push(r.present);
     });
-    const h = this.model.norm.forward(x);
-    const logits = this.lm_head ? this.lm_head.forward(h) : h.matmul(this.model.embed_tokens.weight.T);
-    return { logits, cache };
+    return { logits: this.head(x), cache };
+  }
+
+  /** Final norm + output head on hidden rows [R, hidden] -> logits [R, vocab]. */
+  head(h: Tensor): Tensor {
+    const n = this.model.norm.forward(h);
+    return this.lm_head ? this.lm_head.forward(n) : n.matmul(this.model.embed_tokens.weight.T);
+  }
+
+  /**
+   * Inference on a ragged batch: each segment's new tokens continue its own cache (one KVPair per layer).
+   * Returns logits [R, vocab] for each segment's last token (or every token with all = true) and the
+   * extended caches (new tensors; the caller owns and disposes both the old and the new ones).
+   */
+  forwardSegments(segs: readonly SegmentInput<KVPair[]>[], all = false): { logits: Tensor; caches: KVPair[][] } {
+    const p = packSegments(segs, this.cos.shape[0]!, this.config.vocabSize, this.config.modelType, all);
+    let x = this.model.embed_tokens.forward(p.ids);
+    const caches: KVPair[][] = segs.map(() => []);
+    const ctx = { cos: this.cos, sin: this.sin, positions: p.positions };
+    this.model.layers.items.forEach((layer, li) => {
+      const r = layer.forwardSegments(x, ctx, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null })));
+      x = r.out;
+      r.present.forEach((kv, i) => caches[i]!.push(kv));
+    });
+    const rows = T.indexSelect(x.reshape(p.N, this.config.hiddenSize), 0, p.rows);
+    return { logits: this.head(rows), caches };
   }
 
   override dispose(): void {

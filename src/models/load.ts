@@ -1,48 +1,24 @@
 /**
- * Build a model from a local Hugging Face folder (config.json + model.safetensors or shards).
- * Tensor names map 1:1 to parameter paths; missing, unexpected or mis-shaped tensors are one error listing all offenders.
+ * Models <-> local Hugging Face folders. Loading reads config.json, then each weight lazily (one tensor in
+ * memory at a time besides the model), dequantizing DeepSeek's FP8 block-scaled weights on the way; tensor
+ * names map 1:1 to parameter paths, and missing, unexpected or mis-shaped tensors are one error listing
+ * every offender. Saving writes a folder transformers loads as is (config.json, safetensors, tokenizer files).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
-import { openSafetensors, type SafetensorsFile } from '../io/safetensors.js';
-import { loadConfig, isDeepseek, type ModelConfig } from './config.js';
+import { openHfFolder, readWeightF32, logicalWeightNames, saveHfFolder, type SavedFolder } from '../io/hf-folder.js';
+import type { WriteTensor } from '../io/safetensors.js';
+import { isDeepseek, type ModelConfig } from './config.js';
 import { DenseCausalLM } from './llama.js';
 import { DeepseekV3ForCausalLM } from './deepseek-v3.js';
-import { tidy } from '../tensor/index.js';
+import { tidy, fromArray } from '../tensor/index.js';
+import { Tokenizer } from '../io/tokenizer/tokenizer.js';
 
 export type CausalLM = DenseCausalLM | DeepseekV3ForCausalLM;
 
-export function buildModel(config: ModelConfig, opts: { init?: 'random' | 'empty'; seed?: number; maxPositions?: number } = {}): CausalLM {
+export function buildModel(config: ModelConfig, opts: { init?: 'random' | 'empty'; seed?: number; maxPositions?: number; mtp?: boolean; dtype?: 'f32' | 'f64' } = {}): CausalLM {
   return isDeepseek(config) ? new DeepseekV3ForCausalLM(config, opts) : new DenseCausalLM(config, opts);
-}
-
-/** The safetensors files of a folder: model.safetensors, or the shards listed by model.safetensors.index.json. */
-export function openWeights(dir: string): SafetensorsFile[] {
-  const single = join(dir, 'model.safetensors');
-  const index = join(dir, 'model.safetensors.index.json');
-  if (existsSync(index)) {
-    let j: { weight_map?: Record<string, string> };
-    try {
-      j = JSON.parse(readFileSync(index, 'utf8')) as typeof j;
-    } catch (e) {
-      throw new FormatError(`${index}: not valid JSON (${(e as Error).message})`);
-    }
-    if (!j.weight_map || typeof j.weight_map !== 'object') throw new FormatError(`${index}: missing weight_map`);
-    const shards = [...new Set(Object.values(j.weight_map))];
-    const files = shards.map((s) => {
-      if (typeof s !== 'string' || s.includes('/') || s.includes('\\')) throw new FormatError(`${index}: bad shard name ${JSON.stringify(s)}`);
-      return openSafetensors(join(dir, s));
-    });
-    for (const [name, shard] of Object.entries(j.weight_map)) {
-      const f = files[shards.indexOf(shard)]!;
-      if (!f.tensors.has(name)) throw new FormatError(`${index}: tensor '${name}' is listed in ${shard} but not there`);
-    }
-    return files;
-  }
-  if (existsSync(single)) return [openSafetensors(single)];
-  for (const f of ['pytorch_model.bin', 'model.pt']) if (existsSync(join(dir, f))) openSafetensors(join(dir, f));
-  throw new FormatError(`${dir}: no model.safetensors or model.safetensors.index.json`);
 }
 
 /** MTP layers in HF checkpoints carry copies of the shared embedding and head; they are accepted and checked for shape only. */
@@ -52,36 +28,125 @@ function isSharedCopy(name: string, config: ModelConfig): boolean {
   return !!m && Number(m[1]) >= config.numHiddenLayers;
 }
 
-export function loadModel(dir: string, opts: { maxPositions?: number; mtp?: boolean } = {}): { config: ModelConfig; model: CausalLM } {
-  const config = loadConfig(join(dir, 'config.json'));
-  const model = isDeepseek(config) ? new DeepseekV3ForCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions, mtp: opts.mtp }) : new DenseCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions });
-  const files = openWeights(dir);
+function mtpLayerIndex(name: string, config: ModelConfig): boolean {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  return isDeepseek(config) && !!m && Number(m[1]) >= config.numHiddenLayers;
+}
+
+export interface LoadOptions {
+  maxPositions?: number;
+  /** Load the MTP modules of a DeepSeek-V3 checkpoint (default true when present). */
+  mtp?: boolean;
+  /** Called after each tensor with (tensors done, total, bytes done, total bytes) — for a progress bar. */
+  onProgress?: (done: number, total: number, bytes: number, totalBytes: number) => void;
+}
+
+export interface LoadedModel {
+  config: ModelConfig;
+  model: CausalLM;
+  /** tokenizer.json (+ tokenizer_config.json) when the folder has them. */
+  tokenizer: Tokenizer | null;
+  generationConfig: Record<string, unknown> | null;
+  dir: string;
+}
+
+export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
+  const folder = openHfFolder(dir);
   try {
-    const params = new Map(model.namedParameters());
-    const problems: string[] = [];
-    const seen = new Set<string>();
-    for (const f of files) {
-      for (const name of f.names) {
+    const config = folder.config;
+    if (!config) throw new FormatError(`${dir}: ${folder.configError}`);
+    const src = folder.weights!;
+    const names = logicalWeightNames(src);
+    const hasMtp = isDeepseek(config) && names.some((n) => mtpLayerIndex(n, config));
+    const mtp = opts.mtp ?? hasMtp;
+    const model = isDeepseek(config)
+      ? new DeepseekV3ForCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions, mtp: mtp && hasMtp })
+      : new DenseCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions });
+    try {
+      const params = new Map(model.namedParameters());
+      const problems: string[] = [];
+      const seen = new Set<string>();
+      const todo = names.filter((n) => params.has(n));
+      const totalBytes = todo.reduce((a, n) => a + (src.info(n).end - src.info(n).begin), 0);
+      let done = 0;
+      let bytes = 0;
+      for (const name of names) {
         const p = params.get(name);
         if (!p) {
           if (isSharedCopy(name, config)) continue;
-          if (opts.mtp === false && isDeepseek(config) && /^model\.layers\.(\d+)\./.test(name) && Number(/^model\.layers\.(\d+)\./.exec(name)![1]) >= config.numHiddenLayers) continue;
+          if (!mtp && mtpLayerIndex(name, config)) continue;
           problems.push(`unexpected tensor ${name}`);
           continue;
         }
-        const info = f.info(name);
+        const info = src.info(name);
         if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
-          problems.push(`${name}: shape [${info.shape.join(', ')}] in ${f.path}, config.json implies [${p.shape.join(', ')}]`);
+          problems.push(`${name}: shape [${info.shape.join(', ')}] in ${info.file}, config.json implies [${p.shape.join(', ')}]`);
           continue;
         }
         seen.add(name);
-        tidy(() => model.setParameter(name, f.read(name)));
+        const raw = readWeightF32(src, name, { blockSize: folder.fp8BlockSize ?? undefined });
+        tidy(() => model.setParameter(name, fromArray(raw.data as Float32Array, raw.shape)));
+        bytes += info.end - info.begin;
+        opts.onProgress?.(++done, todo.length, bytes, totalBytes);
       }
+      for (const name of params.keys()) if (!seen.has(name)) problems.push(`missing tensor ${name}`);
+      if (problems.length) {
+        const shown = problems.length > 40 ? [...problems.slice(0, 40), `... and ${problems.length - 40} more`] : problems;
+        throw new FormatError(`${dir}: weights do not match config.json (${problems.length} problems):\n  ${shown.join('\n  ')}`);
+      }
+    } catch (e) {
+      model.dispose();
+      throw e;
     }
-    for (const name of params.keys()) if (!seen.has(name)) problems.push(`missing tensor ${name}`);
-    if (problems.length) throw new FormatError(`${dir}: weights do not match config.json:\n  ${problems.join('\n  ')}`);
+    const tokenizer = folder.tokenizerJson ? Tokenizer.load(dir) : null;
+    return { config, model, tokenizer, generationConfig: folder.generationConfig, dir };
   } finally {
-    for (const f of files) f.close();
+    folder.close();
   }
-  return { config, model };
+}
+
+export interface SaveModelOptions {
+  /** Tokenizer files to include: a folder holding tokenizer.json (+ tokenizer_config.json), or contents by name. */
+  tokenizerFrom?: string;
+  tokenizerFiles?: Record<string, string>;
+  generationConfig?: Record<string, unknown>;
+  /** Store weights as BF16 (half the bytes) instead of F32. */
+  dtype?: 'F32' | 'BF16';
+  maxShardBytes?: number;
+}
+
+function f32ToBf16(a: Float32Array): Uint16Array {
+  // Round to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN.
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const x = u[i]!;
+    if ((x & 0x7fffffff) > 0x7f800000) { out[i] = (x >>> 16) | 0x40; continue; }
+    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** Write `model` as a Hugging Face folder (atomically: staged, then renamed into place). */
+export function saveModel(dir: string, model: CausalLM, opts: SaveModelOptions = {}): SavedFolder {
+  const config = model.config;
+  const dtype = opts.dtype ?? 'F32';
+  const tensors: WriteTensor[] = model.namedParameters().map(([name, t]) => ({
+    name, dtype, shape: [...t.shape],
+    data: () => {
+      const a = t.dtype === 'f32' ? (t.toArray() as Float32Array) : Float32Array.from(t.toArray() as ArrayLike<number>);
+      return dtype === 'BF16' ? f32ToBf16(a) : a;
+    },
+  }));
+  const raw: Record<string, unknown> = { ...config.raw };
+  raw['torch_dtype'] = dtype === 'BF16' ? 'bfloat16' : 'float32';
+  const extraFiles: Record<string, string> = { ...(opts.tokenizerFiles ?? {}) };
+  if (opts.tokenizerFrom) {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+      const p = join(opts.tokenizerFrom, f);
+      if (existsSync(p)) extraFiles[f] = readFileSync(p, 'utf8');
+    }
+    if (!extraFiles['tokenizer.json']) throw new FormatError(`${opts.tokenizerFrom}: no tokenizer.json to copy`);
+  }
+  return saveHfFolder(dir, { config: raw, tensors, generationConfig: opts.generationConfig, extraFiles, maxShardBytes: opts.maxShardBytes });
 }

@@ -46,4 +46,36 @@ export class GQAttention extends Module {
     const out = this.o_proj.forward(o.transpose(1, 2).reshape(B, S, H * D));
     return { out, present: { k, v } };
   }
+
+  /**
+   * Ragged batch (inference): x [1, N, hidden] holds several sequences' new tokens back to back
+   * (`segments[i].length` tokens each, ctx.positions per token). Projections run once over all N tokens;
+   * attention runs per segment against that sequence's own cache. Returns each segment's extended cache.
+   */
+  forwardSegments(x: Tensor, ctx: AttentionContext, segments: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
+    const N = x.shape[1]!;
+    const { heads: H, kvHeads: Hkv, headDim: D } = this;
+    const q = rope(this.q_proj.forward(x).reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
+    const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
+    const v = this.v_proj.forward(x).reshape(1, N, Hkv, D).transpose(1, 2);
+    const outs: Tensor[] = [];
+    const present: KVPair[] = [];
+    let off = 0;
+    for (const s of segments) {
+      let ks = k.narrow(2, off, s.length);
+      let vs = v.narrow(2, off, s.length);
+      if (s.past) {
+        ks = cat([s.past.k, ks], 2);
+        vs = cat([s.past.v, vs], 2);
+      } else {
+        ks = ks.contiguous();
+        vs = vs.contiguous();
+      }
+      outs.push(attention(q.narrow(2, off, s.length), ks, vs, { causal: true }));
+      present.push({ k: ks, v: vs });
+      off += s.length;
+    }
+    const o = outs.length === 1 ? outs[0]! : cat(outs, 2);
+    return { out: this.o_proj.forward(o.transpose(1, 2).reshape(1, N, H * D)), present };
+  }
 }

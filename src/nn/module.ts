@@ -100,6 +100,11 @@ export interface InitOptions {
   dtype: DType;
 }
 
+/** The dtype parameters are created in ('empty' models load f32 weights). */
+export function dtypeOf(init: InitOptions | 'empty'): DType {
+  return init === 'empty' ? 'f32' : init.dtype;
+}
+
 export function normalInit(shape: number[], init: InitOptions): Tensor {
   return randn(shape, { rng: init.rng, std: init.std, dtype: init.dtype });
 }
