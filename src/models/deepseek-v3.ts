@@ -247,7 +247,7 @@ export class MoE extends Module {
   readonly gate: Gate;
   readonly experts: ModuleList<SwiGLU>;
   readonly shared_experts: SwiGLU | null;
-  /** Tokens routed to each expert since the last resetLoad() (aux-loss-free balancing statistics). */
+  /** Tokens routed to each expert in training forwards since the last bias update (aux-loss-free balancing statistics). */
   readonly load: Float64Array;
   /** Sequence-wise balance loss of the last forward (when alpha > 0 and training). */
   balanceLoss: Tensor | null = null;
@@ -276,7 +276,7 @@ export class MoE extends Module {
     for (let e = 0; e < E; e++) {
       const pairs = buckets[e]!;
       if (!pairs.length) continue;
-      this.load[e]! += pairs.length;
+      if (this.training) this.load[e]! += pairs.length;
       const tok = T.fromArray(Int32Array.from(pairs, (p) => Math.floor(p / K)), [pairs.length]);
       const ye = this.experts.items[e]!.forward(T.indexSelect(flat, 0, tok));
       const we = T.indexSelect(wflat, 0, T.fromArray(Int32Array.from(pairs), [pairs.length])).reshape(pairs.length, 1);
