@@ -96,3 +96,30 @@ for (const name of ['qwen2-tiny', 'llama-tiny', 'deepseek-v3-tiny', 'deepseek-v2
     model.dispose();
   });
 }
+
+test('r1 logits --json prints the same logits (and MTP logits) as the PyTorch reference', async () => {
+  const { default: cmd } = await import('../../src/cli/commands/logits.js');
+  for (const name of ['qwen2-tiny', 'deepseek-v3-tiny']) {
+    const dir = repoPath('test/fixtures/models', name);
+    const g = JSON.parse(readFileSync(`${dir}/golden.json`, 'utf8')) as Golden;
+    const lines: string[] = [];
+    const orig = console.log;
+    console.log = (s: string) => { lines.push(s); };
+    try {
+      assert.equal(await cmd.run([dir, '--ids', g.input_ids.join(','), '--json']), 0);
+    } finally {
+      console.log = orig;
+    }
+    const out = JSON.parse(lines.join('')) as { logits: number[][]; mtp_logits?: number[][] };
+    let err = 0;
+    out.logits.flat().forEach((v, i) => { err = Math.max(err, Math.abs(v - g.logits.flat()[i]!)); });
+    assert.ok(err <= 1e-4, `${name}: ${err}`);
+    if (g.mtp_logits) {
+      let e2 = 0;
+      out.mtp_logits!.flat().forEach((v, i) => { e2 = Math.max(e2, Math.abs(v - g.mtp_logits!.flat()[i]!)); });
+      assert.ok(e2 <= 1e-4, `${name} mtp: ${e2}`);
+    }
+  }
+  await assert.rejects(() => cmd.run([repoPath('test/fixtures/models/qwen2-tiny'), '--ids', '1,x']), /--ids item 2/);
+  await assert.rejects(() => cmd.run([repoPath('test/fixtures/models/qwen2-tiny'), '--ids', '1,100000']), /outside the vocabulary/);
+});
