@@ -72,3 +72,20 @@ test('trainBpe: merges the most frequent pair first, and validates its arguments
   assert.throws(() => trainBpe('x', 300, { specialTokens: ['<a>', '<a>'] }), ConfigError);
   assert.throws(() => trainBpe('x', 300, { minFrequency: 0 }), ConfigError);
 });
+
+test('trainBpe splitDigits: numbers stay one digit per token, and the saved pre-tokenizer agrees', async () => {
+  const { trainBpe } = await import('../../src/io/tokenizer/train.js');
+  const { Tokenizer } = await import('../../src/io/tokenizer/tokenizer.js');
+  const corpus = Array.from({ length: 300 }, (_, i) => `What is ${(i * 37) % 1000} + ${(i * 91) % 1000}? It is ${((i * 37) % 1000) + ((i * 91) % 1000)}.`);
+  const t = trainBpe(corpus, 320, { splitDigits: true });
+  const tok = Tokenizer.fromJSON(t.tokenizerJSON, { config: t.tokenizerConfig });
+  const text = 'What is 123 + 4567? It is 4690.';
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  const pieces = ids.map((i) => tok.decode([i]));
+  for (const p of pieces) if (/\d/.test(p)) assert.match(p, /^\d$/, `piece ${JSON.stringify(p)}`);
+  assert.equal(tok.decode(ids), text);
+  // Without the option, BPE learns multi-digit tokens from the same corpus.
+  const plain = trainBpe(corpus, 320);
+  const tok2 = Tokenizer.fromJSON(plain.tokenizerJSON, { config: plain.tokenizerConfig });
+  assert.ok(tok2.encode(text, { addSpecialTokens: false }).map((i) => tok2.decode([i])).some((p) => /\d\d/.test(p)));
+});

@@ -23,6 +23,12 @@ export interface TrainOptions {
   minFrequency?: number;
   /** Chat template for tokenizer_config.json; default an R1-style template over the special tokens. */
   chatTemplate?: string;
+  /**
+   * Split every digit into its own pre-token (as DeepSeek-V3's and Llama-3's pre-tokenizers isolate digits),
+   * so numbers are never merged into multi-digit tokens — what arithmetic learners need. The tokenizer.json
+   * then has a Sequence pre-tokenizer: Split(\p{N}, Isolated) followed by ByteLevel.
+   */
+  splitDigits?: boolean;
   /** Called every 64 merges with the vocabulary size so far and the target. */
   onProgress?: (vocab: number, target: number) => void;
 }
@@ -46,6 +52,9 @@ export function defaultChatTemplate(special: string[]): string {
     "{%- elif m['role'] == 'assistant' %}{%- set c = m['content'] %}{%- if '</think>' in c %}{%- set c = c.split('</think>')[-1] %}{%- endif %}" +
     `{{ '${assistant}' + c + '${eos}' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{ '${assistant}<think>\n' }}{%- endif %}`;
 }
+
+/** GPT-2's pattern with every digit alone (the words BPE counts when splitDigits is on). */
+const DIGIT_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /** Lazy max-heap of (count, a, b): stale entries are dropped when popped. */
 class PairHeap {
@@ -104,7 +113,7 @@ export function trainBpe(corpus: string | string[], vocabSize: number, options: 
   // 1. Words and their counts, with added tokens cut out of the text.
   const addedToks: AddedToken[] = all.map((content, id) => ({ id, content, special: id < special.length, singleWord: false, lstrip: false, rstrip: false, normalized: false }));
   const matcher = new AddedTokenMatcher(addedToks.map((t) => [t.content, t]));
-  const re = compileOnigRegex(GPT2_PATTERN, 'trainBpe');
+  const re = compileOnigRegex(options.splitDigits ? DIGIT_SPLIT_PATTERN : GPT2_PATTERN, 'trainBpe');
   const wordCounts = new Map<string, number>();
   for (const doc of typeof corpus === 'string' ? [corpus] : corpus) {
     const segs: Segment[] = [];
@@ -202,10 +211,10 @@ export function trainBpe(corpus: string | string[], vocabSize: number, options: 
     }
     if (merges.length % 64 === 0) options.onProgress?.(idToToken.length, vocabSize);
   }
-  return { tokenizerJSON: toJSON(idToToken, merges, addedToks), tokenizerConfig: toConfig(special, addedToks, options.chatTemplate ?? defaultChatTemplate(special)), merges: merges.length, vocabSize: idToToken.length };
+  return { tokenizerJSON: toJSON(idToToken, merges, addedToks, options.splitDigits ?? false), tokenizerConfig: toConfig(special, addedToks, options.chatTemplate ?? defaultChatTemplate(special)), merges: merges.length, vocabSize: idToToken.length };
 }
 
-function toJSON(idToToken: string[], merges: [number, number][], added: AddedToken[]): Record<string, unknown> {
+function toJSON(idToToken: string[], merges: [number, number][], added: AddedToken[], splitDigits: boolean): Record<string, unknown> {
   const vocab: Record<string, number> = {};
   idToToken.forEach((t, id) => { vocab[t] = id; });
   return {
@@ -214,7 +223,12 @@ function toJSON(idToToken: string[], merges: [number, number][], added: AddedTok
     padding: null,
     added_tokens: added.map((t) => ({ id: t.id, content: t.content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: t.special })),
     normalizer: null,
-    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    pre_tokenizer: splitDigits
+      ? { type: 'Sequence', pretokenizers: [
+        { type: 'Split', pattern: { Regex: '\\p{N}' }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      ] }
+      : { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
