@@ -45,6 +45,15 @@ export class SequenceCache {
     this.length = length;
     if (old) for (const c of old) for (const t of tensorsOf(c)) t.dispose();
   }
+  /** Drop cached tokens beyond `length` (speculative decoding rejects drafted tokens this way). */
+  truncate(length: number): void {
+    if (length >= this.length) return;
+    if (!this.layers || length <= 0) { this.dispose(); return; }
+    const cut = (t: Tensor) => tidy(() => t.narrow(2, 0, length).contiguous());
+    const layers = this.layers.map((c): LayerCache => ('kv' in c ? { kv: cut(c.kv) } : { k: cut(c.k), v: cut(c.v) }));
+    this.replace(layers, length);
+  }
+
   dispose(): void {
     if (this.layers) for (const c of this.layers) for (const t of tensorsOf(c)) t.dispose();
     this.layers = null;
