@@ -4,7 +4,7 @@
  * parameter name) and trainer_state.json (step, RNG states, data position, run settings). It is staged
  * and renamed into place (saveHfFolder), so a crash never leaves a half-written checkpoint behind.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
 import { saveHfFolder } from '../io/hf-folder.js';
@@ -42,6 +42,7 @@ export function saveCheckpoint(dir: string, model: CausalLM, optimizer: AdamW, s
     opt.push({ name: `exp_avg.${n}`, dtype: 'F32', shape: [...p.shape], data: f32(optimizer.m[i]!) });
     opt.push({ name: `exp_avg_sq.${n}`, dtype: 'F32', shape: [...p.shape], data: f32(optimizer.v[i]!) });
   });
+  mkdirSync(dir, { recursive: true });
   const path = join(dir, checkpointName(state.step));
   saveHfFolder(path, {
     config: model.config,

@@ -44,12 +44,16 @@ export interface TrainedTokenizer {
 export const DEFAULT_SPECIAL_TOKENS = ['<｜begin▁of▁sentence｜>', '<｜end▁of▁sentence｜>', '<｜User｜>', '<｜Assistant｜>'];
 export const DEFAULT_ADDED_TOKENS = ['<think>', '</think>'];
 
-/** R1's template reduced to system/user/assistant turns: earlier thinking dropped, generation opens <think>. */
+/**
+ * R1's template reduced to system/user/assistant turns: generation opens <think>; the thinking of earlier
+ * assistant turns is dropped as R1's template does, but a conversation's final assistant turn keeps it, so
+ * SFT on reasoning traces renders the trace exactly after the generation prompt (the chat prefix is a prefix).
+ */
 export function defaultChatTemplate(special: string[]): string {
   const [, eos, user, assistant] = special;
   return "{{ bos_token }}{%- for m in messages %}{%- if m['role'] == 'system' %}{{ m['content'] }}" +
     `{%- elif m['role'] == 'user' %}{{ '${user}' + m['content'] }}` +
-    "{%- elif m['role'] == 'assistant' %}{%- set c = m['content'] %}{%- if '</think>' in c %}{%- set c = c.split('</think>')[-1] %}{%- endif %}" +
+    "{%- elif m['role'] == 'assistant' %}{%- set c = m['content'] %}{%- if '</think>' in c and not loop.last %}{%- set c = c.split('</think>')[-1] %}{%- endif %}" +
     `{{ '${assistant}' + c + '${eos}' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{ '${assistant}<think>\n' }}{%- endif %}`;
 }
 
