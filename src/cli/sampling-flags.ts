@@ -68,10 +68,11 @@ export function generationFlags(cmd: string, v: Parsed['values']): GenerationFla
 }
 
 /** Load a model folder for chatting, with a progress bar on stderr (none with --json). */
-export function loadChatModel(dir: string, context: number | undefined, quiet: boolean): ChatModel {
+export function loadChatModel(dir: string, context: number | undefined, quiet: boolean, maxBatch?: number): ChatModel {
   let bar: Progress | null = null;
   const m = ChatModel.load(dir, {
     maxPositions: context,
+    maxBatch,
     onProgress: (done, total, bytes, totalBytes) => {
       if (quiet) return;
       if (!bar) bar = new Progress({ total: totalBytes, label: 'loading', unit: 'bytes' });

@@ -1,0 +1,2 @@
+import { trainCommand } from '../train-command.js';
+export default trainCommand('sft');
