@@ -7,7 +7,8 @@
         "native/cpu.c",
         "native/threads.c",
         "native/gemm.c",
-        "native/kernels.c"
+        "native/kernels.c",
+        "native/fp8.c"
       ],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wno-unused-function"],
       "cflags!": ["-O2"],

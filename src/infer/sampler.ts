@@ -35,7 +35,8 @@
  *
  * Speed (vocab ~150k): one pass copies and penalises, one finds the maximum, one sums exponentials. Top-k
  * uses a size-k heap (O(V log k), no full sort); top-p over the whole vocabulary histograms the mass over
- * 4096 logit bins and sorts only the bin where the nucleus ends (O(V) even for flat distributions). Scratch buffers are shared by all samplers (JavaScript runs one call at a time).
+ * 4096 logit bins and sorts only the bin where the nucleus ends (O(V) even for flat distributions).
+ * Scratch buffers are shared by all samplers (JavaScript runs one call at a time).
  */
 import { R1Error, UsageError } from '../errors.js';
 import { Rng } from '../tensor/random.js';

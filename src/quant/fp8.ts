@@ -20,6 +20,12 @@
  * `float8_e4m3fn` cast does); E5M2 overflows to +-inf, and +-inf stays +-inf. NaN always encodes as NaN.
  */
 
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNative } from '../tensor/backends/native.js';
+
 export type Fp8Format = 'e4m3' | 'e5m2';
 
 export interface Fp8Spec {
@@ -152,8 +158,26 @@ export function decodeFp8(code: number, format: Fp8Format): number {
   return (format === 'e4m3' ? E4M3_TABLE : E5M2_TABLE)[code]!;
 }
 
-/** Encode an array (f32 or f64 values) to FP8 codes. `out` may be given to avoid an allocation. */
+/**
+ * Encode an array (f32 or f64 values) to FP8 codes. `out` may be given to avoid an allocation. Float32Array and
+ * Float64Array inputs of at least NATIVE_MIN_LENGTH values run in the native addon (native/fp8.c) when it is loaded;
+ * the result is bit-identical to `encodeFp8ArrayJs`, the reference (test/quant/fp8-native.test.ts checks it).
+ */
 export function encodeFp8Array(src: ArrayLike<number>, format: Fp8Format, opts: Fp8EncodeOptions = {}, out?: Uint8Array): Uint8Array {
+  const dst = out ?? new Uint8Array(src.length);
+  if (dst.length < src.length) throw new RangeError(`encodeFp8Array: output holds ${dst.length} codes, need ${src.length}`);
+  if (src.length >= NATIVE_MIN_LENGTH && (src instanceof Float32Array || src instanceof Float64Array)) {
+    const n = fp8Native();
+    if (n) {
+      n.fp8Encode(dst, src, src.length, format === 'e4m3' ? 0 : 1, opts.saturate ?? true);
+      return dst;
+    }
+  }
+  return encodeFp8ArrayJs(src, format, opts, dst);
+}
+
+/** The TypeScript reference of `encodeFp8Array` (never native). */
+export function encodeFp8ArrayJs(src: ArrayLike<number>, format: Fp8Format, opts: Fp8EncodeOptions = {}, out?: Uint8Array): Uint8Array {
   const spec = format === 'e4m3' ? E4M3 : E5M2;
   const mid = format === 'e4m3' ? E4M3_MID : E5M2_MID;
   const saturate = opts.saturate ?? true;
@@ -163,8 +187,22 @@ export function encodeFp8Array(src: ArrayLike<number>, format: Fp8Format, opts: 
   return dst;
 }
 
-/** Decode FP8 codes to f32 by table lookup. `out` may be given to avoid an allocation. */
+/** Decode FP8 codes to f32 by table lookup. `out` may be given to avoid an allocation. Native when loaded (as above). */
 export function decodeFp8Array(codes: Uint8Array, format: Fp8Format, out?: Float32Array): Float32Array {
+  const dst = out ?? new Float32Array(codes.length);
+  if (dst.length < codes.length) throw new RangeError(`decodeFp8Array: output holds ${dst.length} values, need ${codes.length}`);
+  if (codes.length >= NATIVE_MIN_LENGTH) {
+    const n = fp8Native();
+    if (n) {
+      n.fp8Decode(dst, codes, codes.length, format === 'e4m3' ? 0 : 1);
+      return dst;
+    }
+  }
+  return decodeFp8ArrayJs(codes, format, dst);
+}
+
+/** The TypeScript reference of `decodeFp8Array` (never native). */
+export function decodeFp8ArrayJs(codes: Uint8Array, format: Fp8Format, out?: Float32Array): Float32Array {
   const t = format === 'e4m3' ? E4M3_TABLE : E5M2_TABLE;
   const dst = out ?? new Float32Array(codes.length);
   if (dst.length < codes.length) throw new RangeError(`decodeFp8Array: output holds ${dst.length} values, need ${codes.length}`);
@@ -175,4 +213,55 @@ export function decodeFp8Array(codes: Uint8Array, format: Fp8Format, out?: Float
 /** True for the codes that decode to NaN. */
 export function isFp8NaN(code: number, format: Fp8Format): boolean {
   return Number.isNaN((format === 'e4m3' ? E4M3_TABLE : E5M2_TABLE)[code & 0xff]!);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Native path. The FP8 entry points live in the same addon as the tensor kernels (native/fp8.c, registered in
+// native/addon.c); they are used only when loadNative() succeeds, and R1_BACKEND=js (or setFp8Native(false)) keeps
+// everything on the TypeScript reference.
+
+/** The addon's FP8 exports (native/fp8.c). format: 0 = e4m3, 1 = e5m2; roundMode: 0 = nearest even, 1 = toward zero. */
+export interface Fp8NativeAddon {
+  fp8Encode(dst: Uint8Array, src: Float32Array | Float64Array, n: number, format: number, saturate: boolean): void;
+  fp8Decode(dst: Float32Array, src: Uint8Array, n: number, format: number): void;
+  fp8Gemm(c: Float32Array, aCodes: Uint8Array, aScaleInv: Float32Array, bCodes: Uint8Array, bScaleInv: Float32Array,
+    M: number, N: number, K: number, aBlockRows: number, aBlockCols: number, bBlockRows: number, bBlockCols: number,
+    accBits: number, promoteEvery: number, roundMode: number, format: number): void;
+}
+
+/** Below this many values the N-API call costs more than the TS loop saves. */
+export const NATIVE_MIN_LENGTH = 64;
+
+let nativeEnabled = process.env['R1_BACKEND'] !== 'js';
+let nativeAddon: Fp8NativeAddon | null | undefined;
+
+/** Turn the native FP8 path on (default, when the addon is built) or off (TS reference everywhere). */
+export function setFp8Native(enabled: boolean): void {
+  nativeEnabled = enabled;
+}
+
+/** The addon's FP8 functions, or null when disabled, not built, or built without them. */
+export function fp8Native(): Fp8NativeAddon | null {
+  if (!nativeEnabled) return null;
+  if (nativeAddon !== undefined) return nativeAddon;
+  nativeAddon = null;
+  if (!loadNative()) return null;
+  // Same file loadNative() loaded (require caches it by path): <package root>/build/Release/r1native.node.
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(d, 'package.json'))) {
+      const p = join(d, 'build', 'Release', 'r1native.node');
+      if (existsSync(p)) {
+        const mod = createRequire(import.meta.url)(p) as Partial<Fp8NativeAddon>;
+        if (typeof mod.fp8Encode === 'function' && typeof mod.fp8Decode === 'function' && typeof mod.fp8Gemm === 'function') {
+          nativeAddon = mod as Fp8NativeAddon;
+        }
+      }
+      break;
+    }
+    const up = dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  return nativeAddon;
 }
