@@ -23,12 +23,9 @@
 #include "kernels.h"
 #include "threads.h"
 
-#define MAX_SIZE (1L << 53) /* largest integer a JS number holds exactly */
+#include "glue.h"
 
-typedef struct { napi_env env; const char *fn; } call_t;
-typedef struct { void *data; long len; napi_typedarray_type type; } arr_t;
-
-static int fail(call_t *c, int range, const char *fmt, ...) {
+int fail(call_t *c, int range, const char *fmt, ...) {
   char msg[600];
   int n = snprintf(msg, sizeof msg, "r1native.%s: ", c->fn);
   va_list ap;
@@ -70,7 +67,7 @@ static int esize_of(napi_typedarray_type t) {
   }
 }
 
-static int arg_arr(call_t *c, napi_value v, arr_t *a, const char *name) {
+int arg_arr(call_t *c, napi_value v, arr_t *a, const char *name) {
   bool is = false;
   if (napi_is_typedarray(c->env, v, &is) != napi_ok || !is) return fail(c, 0, "%s must be a typed array", name);
   size_t len = 0, boff = 0;
@@ -84,7 +81,7 @@ static int arg_arr(call_t *c, napi_value v, arr_t *a, const char *name) {
   return 1;
 }
 
-static int arg_typed(call_t *c, napi_value v, arr_t *a, const char *name, napi_typedarray_type t) {
+int arg_typed(call_t *c, napi_value v, arr_t *a, const char *name, napi_typedarray_type t) {
   if (!arg_arr(c, v, a, name)) return 0;
   if (a->type != t && !(t == napi_uint8_array && a->type == napi_uint8_clamped_array))
     return fail(c, 0, "%s must be a %s, got %s", name, type_name(t), type_name(a->type));
@@ -94,7 +91,7 @@ static int arg_typed(call_t *c, napi_value v, arr_t *a, const char *name, napi_t
 #define ARG_I32(i, a, name) if (!arg_typed(C, argv[i], a, name, napi_int32_array)) return NULL
 #define ARG_U8(i, a, name) if (!arg_typed(C, argv[i], a, name, napi_uint8_array)) return NULL
 
-static int arg_long(call_t *c, napi_value v, long *out, const char *name, long lo, long hi) {
+int arg_long(call_t *c, napi_value v, long *out, const char *name, long lo, long hi) {
   double d;
   if (napi_get_value_double(c->env, v, &d) != napi_ok) return fail(c, 0, "%s must be a number", name);
   if (!(d == floor(d)) || d < (double)lo || d > (double)hi)
@@ -111,7 +108,7 @@ static int arg_float(call_t *c, napi_value v, double *out, const char *name) {
 }
 #define ARG_FLOAT(i, var, name) double var = 0; if (!arg_float(C, argv[i], &var, name)) return NULL
 
-static int arg_bool(call_t *c, napi_value v, int *out, const char *name) {
+int arg_bool(call_t *c, napi_value v, int *out, const char *name) {
   napi_valuetype t;
   napi_typeof(c->env, v, &t);
   if (t == napi_boolean) { bool b; napi_get_value_bool(c->env, v, &b); *out = b; return 1; }
@@ -121,7 +118,7 @@ static int arg_bool(call_t *c, napi_value v, int *out, const char *name) {
 #define ARG_BOOL(i, var, name) int var = 0; if (!arg_bool(C, argv[i], &var, name)) return NULL
 
 /* a * b with overflow and MAX_SIZE checks. */
-static int mul2(call_t *c, long a, long b, long *out) {
+int mul2(call_t *c, long a, long b, long *out) {
   long r = 0;
   int bad = __builtin_mul_overflow(a, b, &r) || r > MAX_SIZE;
   *out = bad ? 0 : r;
@@ -140,7 +137,7 @@ static int mul4(call_t *c, long a, long b, long d, long e, long *out) {
 }
 
 /* The array must hold elements [off, off + count). */
-static int need(call_t *c, const arr_t *a, long off, long count, const char *name) {
+int need(call_t *c, const arr_t *a, long off, long count, const char *name) {
   if (count <= 0) return 1;
   if (off < 0 || off > a->len || count > a->len - off)
     return fail(c, 1, "%s needs elements [%ld, %ld) but has length %ld", name, off, off + count, a->len);

@@ -15,6 +15,7 @@
  * roundings, as in the TS reference (JS has no fused multiply-add). */
 #pragma GCC optimize("fp-contract=off")
 #include "fp8.h"
+#include "glue.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -372,97 +373,25 @@ void r1_fp8_gemm(float *C, const uint8_t *A, const float *As, const uint8_t *B, 
 /* N-API glue. Every size is checked against the typed arrays before a kernel runs; a bad call
  * throws RangeError / TypeError (codes ERR_R1_NATIVE_RANGE / ERR_R1_NATIVE_TYPE, like addon.c). */
 
-#define MAX_SIZE (1L << 53)
-
-typedef struct { napi_env env; const char *fn; } fcall_t;
-typedef struct { void *data; long len; napi_typedarray_type type; } farr_t;
-
-static int ffail(fcall_t *c, int range, const char *fmt, ...) {
-  char msg[600];
-  int n = snprintf(msg, sizeof msg, "r1native.%s: ", c->fn);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
-  va_end(ap);
-  bool pending = false;
-  napi_is_exception_pending(c->env, &pending);
-  if (!pending) {
-    if (range) napi_throw_range_error(c->env, "ERR_R1_NATIVE_RANGE", msg);
-    else napi_throw_type_error(c->env, "ERR_R1_NATIVE_TYPE", msg);
-  }
-  return 0;
-}
-
-static int farg_arr(fcall_t *c, napi_value v, farr_t *a, const char *name) {
-  bool is = false;
-  if (napi_is_typedarray(c->env, v, &is) != napi_ok || !is) return ffail(c, 0, "%s must be a typed array", name);
-  size_t len = 0, boff = 0;
-  napi_value ab;
-  void *data = NULL;
-  if (napi_get_typedarray_info(c->env, v, &a->type, &len, &data, &ab, &boff) != napi_ok)
-    return ffail(c, 0, "%s: cannot read typed array", name);
-  a->data = data;
-  a->len = (long)len;
-  if (len > 0 && data == NULL) return ffail(c, 0, "%s: detached buffer", name);
-  return 1;
-}
-
-static int farg_typed(fcall_t *c, napi_value v, farr_t *a, const char *name, napi_typedarray_type t, const char *tname) {
-  if (!farg_arr(c, v, a, name)) return 0;
-  if (a->type != t && !(t == napi_uint8_array && a->type == napi_uint8_clamped_array))
-    return ffail(c, 0, "%s must be a %s", name, tname);
-  return 1;
-}
-
-static int farg_long(fcall_t *c, napi_value v, long *out, const char *name, long lo, long hi) {
-  double d;
-  if (napi_get_value_double(c->env, v, &d) != napi_ok) return ffail(c, 0, "%s must be a number", name);
-  if (!(d == floor(d)) || d < (double)lo || d > (double)hi)
-    return ffail(c, 1, "%s must be an integer in [%ld, %ld], got %g", name, lo, hi, d);
-  *out = (long)d;
-  return 1;
-}
-
-static int farg_bool(fcall_t *c, napi_value v, int *out, const char *name) {
-  napi_valuetype t;
-  napi_typeof(c->env, v, &t);
-  if (t == napi_boolean) { bool b; napi_get_value_bool(c->env, v, &b); *out = b; return 1; }
-  if (t == napi_number) { double d; napi_get_value_double(c->env, v, &d); *out = d != 0; return 1; }
-  return ffail(c, 0, "%s must be a boolean", name);
-}
-
-static int fmul(fcall_t *c, long a, long b, long *out, const char *what) {
-  long r = 0;
-  int bad = __builtin_mul_overflow(a, b, &r) || r > MAX_SIZE;
-  *out = bad ? 0 : r;
-  if (bad) return ffail(c, 1, "%s: size overflow (%ld * %ld)", what, a, b);
-  return 1;
-}
-
-static int fneed(fcall_t *c, const farr_t *a, long count, const char *name) {
-  if (count > a->len) return ffail(c, 1, "%s needs %ld elements but has length %ld", name, count, a->len);
-  return 1;
-}
-
 #define FBEGIN(NAME, N) \
-  fcall_t C_ = {env, NAME}; fcall_t *C = &C_; napi_value argv[N]; size_t argc = (N); \
+  call_t C_ = {env, NAME}; call_t *C = &C_; napi_value argv[N]; size_t argc = (N); \
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL; \
-  if (argc < (size_t)(N)) { ffail(C, 0, "expected %d arguments, got %zu", (N), argc); return NULL; }
+  if (argc < (size_t)(N)) { fail(C, 0, "expected %d arguments, got %zu", (N), argc); return NULL; }
 
 /* fp8Encode(dst: Uint8Array, src: Float32Array | Float64Array, n, format: 0 e4m3 | 1 e5m2, saturate) */
 napi_value r1_napi_fp8_encode(napi_env env, napi_callback_info info) {
   FBEGIN("fp8Encode", 5);
-  farr_t d, s;
+  arr_t d, s;
   long n = 0, fmt = 0;
   int sat = 0;
-  if (!farg_typed(C, argv[0], &d, "dst", napi_uint8_array, "Uint8Array")) return NULL;
-  if (!farg_arr(C, argv[1], &s, "src")) return NULL;
+  if (!arg_typed(C, argv[0], &d, "dst", napi_uint8_array)) return NULL;
+  if (!arg_arr(C, argv[1], &s, "src")) return NULL;
   if (s.type != napi_float32_array && s.type != napi_float64_array)
-    return ffail(C, 0, "src must be a Float32Array or Float64Array"), NULL;
-  if (!farg_long(C, argv[2], &n, "n", 0, MAX_SIZE) || !farg_long(C, argv[3], &fmt, "format", 0, 1) ||
-      !farg_bool(C, argv[4], &sat, "saturate"))
+    return fail(C, 0, "src must be a Float32Array or Float64Array"), NULL;
+  if (!arg_long(C, argv[2], &n, "n", 0, MAX_SIZE) || !arg_long(C, argv[3], &fmt, "format", 0, 1) ||
+      !arg_bool(C, argv[4], &sat, "saturate"))
     return NULL;
-  if (!fneed(C, &d, n, "dst") || !fneed(C, &s, n, "src")) return NULL;
+  if (!need(C, &d, 0, n, "dst") || !need(C, &s, 0, n, "src")) return NULL;
   if (n == 0) return NULL;
   if (s.type == napi_float32_array) r1_fp8_encode_f32(d.data, s.data, n, (int)fmt, sat);
   else r1_fp8_encode_f64(d.data, s.data, n, (int)fmt, sat);
@@ -472,13 +401,13 @@ napi_value r1_napi_fp8_encode(napi_env env, napi_callback_info info) {
 /* fp8Decode(dst: Float32Array, src: Uint8Array, n, format) */
 napi_value r1_napi_fp8_decode(napi_env env, napi_callback_info info) {
   FBEGIN("fp8Decode", 4);
-  farr_t d, s;
+  arr_t d, s;
   long n = 0, fmt = 0;
-  if (!farg_typed(C, argv[0], &d, "dst", napi_float32_array, "Float32Array") ||
-      !farg_typed(C, argv[1], &s, "src", napi_uint8_array, "Uint8Array") ||
-      !farg_long(C, argv[2], &n, "n", 0, MAX_SIZE) || !farg_long(C, argv[3], &fmt, "format", 0, 1))
+  if (!arg_typed(C, argv[0], &d, "dst", napi_float32_array) ||
+      !arg_typed(C, argv[1], &s, "src", napi_uint8_array) ||
+      !arg_long(C, argv[2], &n, "n", 0, MAX_SIZE) || !arg_long(C, argv[3], &fmt, "format", 0, 1))
     return NULL;
-  if (!fneed(C, &d, n, "dst") || !fneed(C, &s, n, "src")) return NULL;
+  if (!need(C, &d, 0, n, "dst") || !need(C, &s, 0, n, "src")) return NULL;
   if (n == 0) return NULL;
   r1_fp8_decode(d.data, s.data, n, (int)fmt);
   return NULL;
@@ -489,33 +418,33 @@ napi_value r1_napi_fp8_decode(napi_env env, napi_callback_info info) {
  *         accBits (1..24), promoteEvery (>= 1), roundMode (0 nearest even, 1 toward zero), format) */
 napi_value r1_napi_fp8_gemm(napi_env env, napi_callback_info info) {
   FBEGIN("fp8Gemm", 16);
-  farr_t cc, a, as, b, bs;
-  if (!farg_typed(C, argv[0], &cc, "c", napi_float32_array, "Float32Array") ||
-      !farg_typed(C, argv[1], &a, "aCodes", napi_uint8_array, "Uint8Array") ||
-      !farg_typed(C, argv[2], &as, "aScaleInv", napi_float32_array, "Float32Array") ||
-      !farg_typed(C, argv[3], &b, "bCodes", napi_uint8_array, "Uint8Array") ||
-      !farg_typed(C, argv[4], &bs, "bScaleInv", napi_float32_array, "Float32Array"))
+  arr_t cc, a, as, b, bs;
+  if (!arg_typed(C, argv[0], &cc, "c", napi_float32_array) ||
+      !arg_typed(C, argv[1], &a, "aCodes", napi_uint8_array) ||
+      !arg_typed(C, argv[2], &as, "aScaleInv", napi_float32_array) ||
+      !arg_typed(C, argv[3], &b, "bCodes", napi_uint8_array) ||
+      !arg_typed(C, argv[4], &bs, "bScaleInv", napi_float32_array))
     return NULL;
   long M = 0, N = 0, K = 0, abr = 1, abc = 1, bbr = 1, bbc = 1, bits = 24, prom = 1, mode = 0, fmt = 0;
-  if (!farg_long(C, argv[5], &M, "M", 0, MAX_SIZE) || !farg_long(C, argv[6], &N, "N", 0, MAX_SIZE) ||
-      !farg_long(C, argv[7], &K, "K", 0, MAX_SIZE) || !farg_long(C, argv[8], &abr, "aBlockRows", 1, MAX_SIZE) ||
-      !farg_long(C, argv[9], &abc, "aBlockCols", 1, MAX_SIZE) || !farg_long(C, argv[10], &bbr, "bBlockRows", 1, MAX_SIZE) ||
-      !farg_long(C, argv[11], &bbc, "bBlockCols", 1, MAX_SIZE) || !farg_long(C, argv[12], &bits, "accBits", 1, 24) ||
-      !farg_long(C, argv[13], &prom, "promoteEvery", 1, MAX_SIZE) || !farg_long(C, argv[14], &mode, "roundMode", 0, 1) ||
-      !farg_long(C, argv[15], &fmt, "format", 0, 1))
+  if (!arg_long(C, argv[5], &M, "M", 0, MAX_SIZE) || !arg_long(C, argv[6], &N, "N", 0, MAX_SIZE) ||
+      !arg_long(C, argv[7], &K, "K", 0, MAX_SIZE) || !arg_long(C, argv[8], &abr, "aBlockRows", 1, MAX_SIZE) ||
+      !arg_long(C, argv[9], &abc, "aBlockCols", 1, MAX_SIZE) || !arg_long(C, argv[10], &bbr, "bBlockRows", 1, MAX_SIZE) ||
+      !arg_long(C, argv[11], &bbc, "bBlockCols", 1, MAX_SIZE) || !arg_long(C, argv[12], &bits, "accBits", 1, 24) ||
+      !arg_long(C, argv[13], &prom, "promoteEvery", 1, MAX_SIZE) || !arg_long(C, argv[14], &mode, "roundMode", 0, 1) ||
+      !arg_long(C, argv[15], &fmt, "format", 0, 1))
     return NULL;
   long mn, mk, nk, na, nb;
-  if (!fmul(C, M, N, &mn, "c") || !fmul(C, M, K, &mk, "aCodes") || !fmul(C, N, K, &nk, "bCodes")) return NULL;
-  if (!fmul(C, (M + abr - 1) / abr, (K + abc - 1) / abc, &na, "aScaleInv") ||
-      !fmul(C, (N + bbr - 1) / bbr, (K + bbc - 1) / bbc, &nb, "bScaleInv"))
+  if (!mul2(C, M, N, &mn) || !mul2(C, M, K, &mk) || !mul2(C, N, K, &nk)) return NULL;
+  if (!mul2(C, (M + abr - 1) / abr, (K + abc - 1) / abc, &na) ||
+      !mul2(C, (N + bbr - 1) / bbr, (K + bbc - 1) / bbc, &nb))
     return NULL;
-  if (!fneed(C, &cc, mn, "c") || !fneed(C, &a, mk, "aCodes") || !fneed(C, &b, nk, "bCodes") ||
-      !fneed(C, &as, na, "aScaleInv") || !fneed(C, &bs, nb, "bScaleInv"))
+  if (!need(C, &cc, 0, mn, "c") || !need(C, &a, 0, mk, "aCodes") || !need(C, &b, 0, nk, "bCodes") ||
+      !need(C, &as, 0, na, "aScaleInv") || !need(C, &bs, 0, nb, "bScaleInv"))
     return NULL;
   /* The scratch (decoded operands, segment table) must fit in size_t with the element sizes. */
-  if (mk > MAX_SIZE / 8 || nk > MAX_SIZE / 8 || K > MAX_SIZE / 32) return ffail(C, 1, "operands too large"), NULL;
+  if (mk > MAX_SIZE / 8 || nk > MAX_SIZE / 8 || K > MAX_SIZE / 32) return fail(C, 1, "operands too large"), NULL;
   if (fp8_gemm_impl(cc.data, a.data, as.data, b.data, bs.data, M, N, K, abr, abc, bbr, bbc, (int)bits, prom,
                     (int)mode, (int)fmt) != 0)
-    return ffail(C, 1, "out of memory for the decoded operands (M*K + N*K floats)"), NULL;
+    return fail(C, 1, "out of memory for the decoded operands (M*K + N*K floats)"), NULL;
   return NULL;
 }
