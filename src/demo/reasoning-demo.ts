@@ -69,7 +69,7 @@ export interface ReasoningDemoResult {
 }
 
 function demoTask(name: string, difficulties: number[] | undefined): Task {
-  if (name === 'arithmetic') return makeArithmeticTask({ ops: ['add', 'sub'], difficulties: difficulties ?? [1, 2, 3] });
+  if (name === 'arithmetic') return makeArithmeticTask({ ops: ['add', 'sub'], difficulties: difficulties ?? [1, 2] });
   return getTask(name);
 }
 
@@ -129,14 +129,14 @@ export async function runReasoningDemo(o: ReasoningDemoOptions = {}): Promise<Re
   // Phase 1: pretraining on plain text (problem + trace), packed.
   const preRows: Row[] = train.map((p, i) => ({ kind: 'text', text: conv(p), where: `pretrain:${i + 1}` }));
   const pre = runTraining({
-    ...common, outDir: join(out, 'pretrain'), examples: tokenizeRows(preRows, tok, null), steps: o.pretrainSteps ?? 300, pack: true,
-    lr: cosineSchedule({ lr, warmupSteps: Math.min(30, Math.floor((o.pretrainSteps ?? 300) / 10)), totalSteps: o.pretrainSteps ?? 300, minLr: lr * 0.3 }), label: 'pretrain', tags: { phase: 'pretrain' },
+    ...common, outDir: join(out, 'pretrain'), examples: tokenizeRows(preRows, tok, null), steps: o.pretrainSteps ?? 500, pack: true,
+    lr: cosineSchedule({ lr, warmupSteps: Math.min(30, Math.floor((o.pretrainSteps ?? 500) / 10)), totalSteps: o.pretrainSteps ?? 500, minLr: lr * 0.3 }), label: 'pretrain', tags: { phase: 'pretrain' },
   });
   log(`pretrain: loss ${pre.firstLoss.toFixed(3)} -> ${pre.finalLoss.toFixed(3)} in ${pre.seconds.toFixed(0)} s (${pre.tokensPerSecond.toFixed(0)} tokens/s)`);
 
   // Phase 2: SFT on chat-formatted traces, loss on the assistant's tokens only.
   const sftRows: Row[] = train.map((p, i) => ({ kind: 'messages', messages: [{ role: 'user', content: p.prompt }, { role: 'assistant', content: task.solve(p) }], where: `sft:${i + 1}` }));
-  const sftSteps = o.sftSteps ?? 300;
+  const sftSteps = o.sftSteps ?? 400;
   const sft = runTraining({
     ...common, outDir: join(out, 'sft'), examples: tokenizeRows(sftRows, tok, template), steps: sftSteps, pack: true, padId: padIdOf(tok),
     lr: cosineSchedule({ lr: lr * 0.5, warmupSteps: Math.min(10, Math.floor(sftSteps / 10)), totalSteps: sftSteps, minLr: lr * 0.05 }), label: 'sft', tags: { phase: 'sft' }, stepOffset: pre.steps,

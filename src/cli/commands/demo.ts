@@ -15,10 +15,10 @@ mode), measures MTP speculative decoding, writes a report folder (report.md, tra
 checkpoints, the model as a Hugging Face folder) and shows one reasoning answer.
 
   --out DIR          report folder (default ./r1-demo)
-  --task NAME        ${['arithmetic (default: + and -, 1-3 digits)', ...taskNames().filter((n) => n !== 'arithmetic')].join(', ')}
+  --task NAME        ${['arithmetic (default: + and -, 1-2 digits)', ...taskNames().filter((n) => n !== 'arithmetic')].join(', ')}
   --difficulty LIST  comma-separated difficulty levels (task-specific; arithmetic: digits)
-  --pretrain-steps N pretraining steps (default 300)
-  --sft-steps N      SFT steps (default 300)
+  --pretrain-steps N pretraining steps (default 500)
+  --sft-steps N      SFT steps (default 400)
   --problems N       training problems (default 12000)
   --test N           held-out problems evaluated (default 200)
   --batch N          sequences per step (default 16) x --seq tokens (default 128)
@@ -65,8 +65,8 @@ const demo: Command = {
     const r = await runReasoningDemo({
       task: values['task'] as string | undefined, difficulties, seed, hidden, experts,
       outDir: values['out'] as string | undefined,
-      pretrainSteps: numberFlag('demo', 'pretrain-steps', values['pretrain-steps'], { int: true, min: 1, def: 300 }),
-      sftSteps: numberFlag('demo', 'sft-steps', values['sft-steps'], { int: true, min: 1, def: 300 }),
+      pretrainSteps: numberFlag('demo', 'pretrain-steps', values['pretrain-steps'], { int: true, min: 1, def: 500 }),
+      sftSteps: numberFlag('demo', 'sft-steps', values['sft-steps'], { int: true, min: 1, def: 400 }),
       trainProblems: numberFlag('demo', 'problems', values['problems'], { int: true, min: 10, def: 12000 }),
       testProblems: numberFlag('demo', 'test', values['test'], { int: true, min: 1, def: 200 }),
       batch: numberFlag('demo', 'batch', values['batch'], { int: true, min: 1, def: 16 }),
