@@ -8,6 +8,8 @@
  *   <- {"ready": true, "impl": "...", "params": <trainable parameter count>}
  *   -> {"run": k}
  *   <- {"seconds": [k step times], "loss": <last loss>, "peak_rss_mb": <process peak RSS>}
+ *   -> {"profile": k}
+ *   <- {"step_ms": <wall ms per step>, "ops": {<op>: [ms per step, calls per step]}}
  *
  * One worker per (model, mode): peak RSS (getrusage's ru_maxrss, lifetime peak of the process) then belongs
  * to that model alone, for both sides.
@@ -235,7 +237,7 @@ export const PEER_SETTLE_MS = 300;
 
 export interface PairResult {
   ours: { seconds: number[]; loss: number | null; peakRssMb: number; params: number; impl: string; profile: StepProfile | null };
-  peer: { seconds: number[]; loss: number | null; peakRssMb: number; params: number; impl: string; profile: StepProfile | null } | null;
+  peer: { seconds: number[]; loss: number | null; peakRssMb: number; params: number; impl: string; profile: StepProfile | null; info: string } | null;
   /** Why the peer has no numbers (unavailable, disabled or failed). */
   peerNote: string | null;
 }
@@ -300,7 +302,7 @@ export async function measurePair(req: SetupRequest, o: { steps: number; warmup:
     return {
       ours: { seconds: our, loss: ourLast?.loss ?? null, peakRssMb: ourLast?.peak_rss_mb ?? 0, params: oursReady.params, impl: oursReady.impl, profile: ourProfile },
       peer: peer && peerReady && theirLast
-        ? { seconds: their, loss: theirLast.loss, peakRssMb: theirLast.peak_rss_mb, params: peerReady.params, impl: peerReady.impl, profile: theirProfile }
+        ? { seconds: their, loss: theirLast.loss, peakRssMb: theirLast.peak_rss_mb, params: peerReady.params, impl: peerReady.impl, profile: theirProfile, info: peerInfo(peer.hello) }
         : null,
       peerNote: note,
     };
@@ -356,6 +358,14 @@ function gemmRate(key: string, ms: number, calls: number): string {
 export function printProfile(p: ProfileRow): void {
   console.log(`\nprofile: ${p.of} ${p.model}${p.experts ? ` (${p.experts} experts)` : ''}, ${p.side}: one step ${p.step_ms} ms, outside listed ops ${p.other_ms} ms`);
   printTable(['op', 'ms/step', 'calls', '%', 'GFLOP/s'], p.ops.map(([k, ms, n]) => [k, ms, n, round((100 * ms) / p.step_ms, 1), gemmRate(k, ms, n)]));
+}
+
+/** "pytorch <version>, <n> threads, 512^3 matmul <x> GFLOP/s" — the last is a BLAS sanity figure: Debian's
+ *  torch on the reference BLAS (no libopenblas0-pthread) shows ~4 and the comparison means nothing (BENCH.md). */
+export function peerInfo(hello: Record<string, unknown>): string {
+  const g = Number(hello['matmul_gflops']);
+  return `pytorch ${String(hello['torch'])}, ${String(hello['threads'])} threads, 512^3 matmul ${g} GFLOP/s` +
+    (g < 20 ? ' (LOW: reference BLAS? install libopenblas0-pthread)' : '');
 }
 
 export function median(xs: readonly number[]): number {

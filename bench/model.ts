@@ -35,6 +35,8 @@ export interface ModelRow {
   /** tokens_per_s / peer_tokens_per_s (> 1: r1ts faster). */
   ratio: number | null;
   peer_note?: string;
+  /** Peer version, threads and a BLAS sanity figure. */
+  peer_info?: string;
 }
 
 export interface MoeRow {
@@ -64,6 +66,8 @@ export interface MoeRow {
   /** peer_ms / ms (> 1: r1ts faster). */
   ratio: number | null;
   peer_note?: string;
+  /** Peer version, threads and a BLAS sanity figure. */
+  peer_info?: string;
 }
 
 const USAGE = 'usage: npm run bench -- model [--json] [--models T1,M1] [--experts 16,64,256] [--parts fwdbwd,moe] [--steps N] [--warmup N] [--batch B] [--seq S] [--threads N] [--seed N] [--no-peer] [--profile]';
@@ -108,6 +112,7 @@ export default async function run(argv: string[]): Promise<void> {
         ratio: peerStep === null ? null : round(peerStep / step, 3),
       };
       if (r.peerNote) row.peer_note = r.peerNote;
+      if (r.peer) row.peer_info = r.peer.info;
       if (r.peer && r.peer.params !== r.ours.params) row.peer_note = `parameter counts differ: r1ts ${r.ours.params}, pytorch ${r.peer.params}`;
       modelRows.push(row);
       const prof = profileRows('model', 'fwd+bwd', model, r);
@@ -144,6 +149,7 @@ export default async function run(argv: string[]): Promise<void> {
         ratio: peerMs === null ? null : round(peerMs / ms, 3),
       };
       if (r.peerNote) row.peer_note = r.peerNote;
+      if (r.peer) row.peer_info = r.peer.info;
       if (r.peer && r.peer.params !== r.ours.params) row.peer_note = `parameter counts differ: r1ts ${r.ours.params}, pytorch ${r.peer.params}`;
       moeRows.push(row);
       const prof = profileRows('model', 'moe-layer', 'M1', r, E);
@@ -155,6 +161,8 @@ export default async function run(argv: string[]): Promise<void> {
   if (o.json) return;
   console.log(`forward + backward, batch ${o.batch} x seq ${o.seq}, f32, ${o.threads} threads; median of ${o.steps} steps after ${o.warmup} warm-up` +
     (peerNote ? `; ${peerNote}` : ''));
+  const info = [...modelRows, ...moeRows].find((r) => r.peer_info)?.peer_info;
+  if (info) console.log(`peer: ${info}`);
   if (modelRows.length) {
     printTable(['model', 'params', 'tok/s', 'torch tok/s', 'ratio'],
       modelRows.map((r) => [r.model, r.params, r.tokens_per_s, r.peer_tokens_per_s ?? '-', r.ratio ?? '-']));

@@ -39,6 +39,8 @@ export interface TrainRow {
   rss_ratio: number | null;
   /** Why there are no peer numbers, when there are none. */
   peer_note?: string;
+  /** Peer version, threads and a BLAS sanity figure. */
+  peer_info?: string;
 }
 
 const USAGE = 'usage: npm run bench -- train [--json] [--models T1,M1] [--steps N] [--warmup N] [--batch B] [--seq S] [--threads N] [--seed N] [--no-peer] [--profile]';
@@ -67,6 +69,7 @@ export default async function run(argv: string[]): Promise<void> {
       rss_ratio: r.peer ? round(r.ours.peakRssMb / r.peer.peakRssMb, 3) : null,
     };
     if (r.peerNote) row.peer_note = r.peerNote;
+      if (r.peer) row.peer_info = r.peer.info;
     if (r.peer && r.peer.params !== r.ours.params) row.peer_note = `parameter counts differ: r1ts ${r.ours.params}, pytorch ${r.peer.params}`;
     rows.push(row);
     const prof = profileRows('train', 'train', model, r);
@@ -76,6 +79,8 @@ export default async function run(argv: string[]): Promise<void> {
   if (o.json) return;
   console.log(`training step (fwd + bwd + clip + AdamW), batch ${o.batch} x seq ${o.seq}, f32, ${o.threads} threads; ` +
     `median of ${o.steps} steps after ${o.warmup} warm-up${peerNote ? `; ${peerNote}` : ''}`);
+  const info = rows.find((r) => r.peer_info)?.peer_info;
+  if (info) console.log(`peer: ${info}`);
   printTable(['model', 'params', 'tok/s', 'torch tok/s', 'ratio', 'RSS MB', 'torch RSS MB'],
     rows.map((r) => [r.model, r.params, r.tokens_per_s, r.peer_tokens_per_s ?? '-', r.ratio ?? '-', r.peak_rss_mb, r.peer_peak_rss_mb ?? '-']));
   for (const r of rows) if (r.peer_note && r.peer_note !== peerNote) console.log(`${r.model}: ${r.peer_note}`);

@@ -35,6 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "fixtures", "models"))
+sys.dont_write_bytecode = True  # no __pycache__ next to the committed fixtures
 
 
 def out(obj):
