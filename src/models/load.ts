@@ -14,6 +14,7 @@ import { DenseCausalLM } from './llama.js';
 import { DeepseekV3ForCausalLM } from './deepseek-v3.js';
 import { tidy, fromArray } from '../tensor/index.js';
 import { Tokenizer } from '../io/tokenizer/tokenizer.js';
+import { f32ToBf16Bits } from '../tensor/backends/js.js';
 
 export type CausalLM = DenseCausalLM | DeepseekV3ForCausalLM;
 
@@ -115,16 +116,9 @@ export interface SaveModelOptions {
   maxShardBytes?: number;
 }
 
+/** f32 -> bf16 bits with the engine's own rounding (round to nearest even, as torch's .to(torch.bfloat16)). */
 function f32ToBf16(a: Float32Array): Uint16Array {
-  // Round to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN.
-  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) {
-    const x = u[i]!;
-    if ((x & 0x7fffffff) > 0x7f800000) { out[i] = (x >>> 16) | 0x40; continue; }
-    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
-  return out;
+  return Uint16Array.from(a, f32ToBf16Bits);
 }
 
 /** Write `model` as a Hugging Face folder (atomically: staged, then renamed into place). */
