@@ -199,34 +199,88 @@ export function toF32(raw: RawTensor, where = raw.name): Float32Array {
   }
 }
 
-/**
- * Read a weight as f32. FP8 weights with a `_scale_inv` sibling are dequantized per block (w = fp8 * scale_inv, block
- * size from config.json's quantization_config or 128x128); other float weights are converted (bf16/f16 exactly).
- * An FP8 weight without its scale is refused: its codes alone do not say what it means.
- */
-export function readWeightF32(src: TensorSource, name: string, opts: { blockSize?: readonly [number, number] } = {}): RawTensor {
+/** Bytes read per chunk when streaming a weight into its destination: the only transient memory of a load. */
+const STREAM_CHUNK_BYTES = 8 << 20;
+let streamScratch: Uint8Array | null = null;
+/** One scratch buffer reused by every read (fresh buffers per tensor would pile up as garbage between GCs). */
+function scratchBytes(n: number): Uint8Array {
+  if (!streamScratch || streamScratch.length < n) streamScratch = new Uint8Array(Math.max(n, STREAM_CHUNK_BYTES));
+  return streamScratch.subarray(0, n);
+}
+
+/** The FP8 block scales of `name` after checking them against the weight's shape and the block size. */
+function fp8Scales(src: TensorSource, name: string, blockSize: readonly [number, number]): { rows: number; cols: number; scales: Float32Array } {
   const info = src.info(name);
   const where = `${info.file}: tensor '${name}'`;
-  if (info.dtype !== 'F8_E4M3' && info.dtype !== 'F8_E5M2') {
-    const raw = src.readRaw(name);
-    return { name, dtype: 'F32', shape: raw.shape, data: toF32(raw, where) };
-  }
   const sname = name + SCALE_INV_SUFFIX;
   if (!src.has(sname)) throw new FormatError(`${where}: ${info.dtype} weight without its '${sname}' block scales`);
   const sinfo = src.info(sname);
   const swhere = `${sinfo.file}: tensor '${sname}'`;
   if (info.shape.length !== 2) throw new FormatError(`${where}: FP8 block-quantized weights must be 2-D, got shape [${info.shape.join(', ')}]`);
   const [rows, cols] = info.shape as [number, number];
-  const [br, bc] = opts.blockSize ?? DEFAULT_FP8_BLOCK;
+  const [br, bc] = blockSize;
   const [sr, sc] = scaleShape(rows, cols, br, bc);
   if (sinfo.shape.length !== 2 || sinfo.shape[0] !== sr || sinfo.shape[1] !== sc) {
     throw new FormatError(`${swhere}: shape [${sinfo.shape.join(', ')}] does not match weight '${name}' [${rows}, ${cols}] in ${br}x${bc} blocks (expected [${sr}, ${sc}])`);
   }
   if (!['F32', 'BF16', 'F16', 'F64'].includes(sinfo.dtype)) throw new FormatError(`${swhere}: scales must be a float dtype, got ${sinfo.dtype}`);
-  const scales = toF32(src.readRaw(sname), swhere);
-  const codes = src.readRaw(name).data as Uint8Array;
-  const data = dequantizeBlockwise(codes, scales, rows, cols, { blockRows: br, blockCols: bc, format: info.dtype === 'F8_E4M3' ? 'e4m3' : 'e5m2' });
-  return { name, dtype: 'F32', shape: [rows, cols], data };
+  return { rows, cols, scales: toF32(src.readRaw(sname), swhere) };
+}
+
+/**
+ * Read a weight as f32 straight into `out` (its element count), streaming the file in chunks so the transient memory
+ * is a few MB whatever the tensor's size: an F32 tensor is read into out's own bytes, other float dtypes are converted
+ * chunk by chunk, FP8 weights with a `_scale_inv` sibling are dequantized one row of blocks at a time (w = fp8 *
+ * scale_inv, block size from config.json's quantization_config or 128x128). This is what keeps a model's load near
+ * 1x its weights in RSS. An FP8 weight without its scale is refused: its codes alone do not say what it means.
+ */
+export function readWeightF32Into(src: TensorSource, name: string, out: Float32Array, opts: { blockSize?: readonly [number, number] } = {}): void {
+  const info = src.info(name);
+  const where = `${info.file}: tensor '${name}'`;
+  if (out.length !== info.numel) throw new RangeError(`${where}: ${info.numel} elements, destination holds ${out.length}`);
+  if (info.dtype === 'F8_E4M3' || info.dtype === 'F8_E5M2') {
+    const blockSize = opts.blockSize ?? DEFAULT_FP8_BLOCK;
+    const { rows, cols, scales } = fp8Scales(src, name, blockSize);
+    const [br, bc] = blockSize;
+    const sc = Math.ceil(cols / bc);
+    const format = info.dtype === 'F8_E4M3' ? 'e4m3' : 'e5m2';
+    // Whole rows of blocks per chunk so each chunk's scales are a contiguous slice.
+    const blockRowsPerChunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / Math.max(1, br * cols)));
+    const codes = scratchBytes(Math.min(rows, blockRowsPerChunk * br) * cols);
+    for (let r0 = 0, b0 = 0; r0 < rows; r0 += blockRowsPerChunk * br, b0 += blockRowsPerChunk) {
+      const n = Math.min(rows - r0, blockRowsPerChunk * br);
+      const chunk = codes.subarray(0, n * cols);
+      src.readRange(name, r0 * cols, chunk);
+      const nb = Math.ceil(n / br);
+      dequantizeBlockwise(chunk, scales.subarray(b0 * sc, (b0 + nb) * sc), n, cols, { blockRows: br, blockCols: bc, format, out: out.subarray(r0 * cols, (r0 + n) * cols) });
+    }
+    return;
+  }
+  const size = SAFE_DTYPE_SIZE[info.dtype];
+  if (info.dtype === 'F32') {
+    src.readRange(name, 0, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+    return;
+  }
+  if (!['F64', 'BF16', 'F16'].includes(info.dtype)) throw new FormatError(`${where}: dtype ${info.dtype} is not a floating-point type`);
+  const per = STREAM_CHUNK_BYTES / size;
+  const scratch = scratchBytes(Math.min(info.numel, per) * size);
+  for (let i = 0; i < info.numel; i += per) {
+    const n = Math.min(per, info.numel - i);
+    const bytes = scratch.subarray(0, n * size);
+    src.readRange(name, i * size, bytes);
+    const dst = out.subarray(i, i + n) as Float32Array<ArrayBuffer>;
+    if (info.dtype === 'BF16') bf16ToF32(new Uint16Array(bytes.buffer, 0, n), dst);
+    else if (info.dtype === 'F16') f16ToF32(new Uint16Array(bytes.buffer, 0, n), dst);
+    else dst.set(new Float64Array(bytes.buffer, 0, n));
+  }
+}
+
+/** Read a weight as f32 into a fresh array (see readWeightF32Into for the conversions and checks). */
+export function readWeightF32(src: TensorSource, name: string, opts: { blockSize?: readonly [number, number] } = {}): RawTensor {
+  const info = src.info(name);
+  const out = new Float32Array(info.numel);
+  readWeightF32Into(src, name, out, opts);
+  return { name, dtype: 'F32', shape: [...info.shape], data: out };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

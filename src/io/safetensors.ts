@@ -118,6 +118,8 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   /** The raw little-endian bytes of one tensor, in a fresh exactly-sized buffer. */
   readBytes(name: string): Uint8Array;
+  /** dst.length bytes of one tensor's data starting `start` bytes into it, read into dst (no allocation). */
+  readRange(name: string, start: number, dst: Uint8Array): void;
   /** One tensor as raw data of its natural typed-array kind. */
   readRaw(name: string): RawTensor;
   /** One tensor as an r1ts Tensor (dtypes without an r1ts dtype, e.g. I8/I16/U16/U32/U64, throw DTypeError). */
@@ -166,17 +168,25 @@ export class SafetensorsFile implements TensorSource {
   }
 
   readBytes(name: string): Uint8Array {
-    if (this.fd === null) throw new FormatError(`${this.path}: file is closed`);
     const t = this.info(name);
     const buf = alloc(t.end - t.begin);
+    this.readRange(name, 0, buf);
+    return buf;
+  }
+
+  readRange(name: string, start: number, dst: Uint8Array): void {
+    if (this.fd === null) throw new FormatError(`${this.path}: file is closed`);
+    const t = this.info(name);
+    if (!Number.isSafeInteger(start) || start < 0 || start + dst.length > t.end - t.begin) {
+      throw new RangeError(`${this.path}: tensor '${name}': bytes [${start}, ${start + dst.length}) are outside its ${t.end - t.begin} bytes`);
+    }
     let got = 0;
-    while (got < buf.length) {
+    while (got < dst.length) {
       // readSync moves at most ~2 GiB per call; loop for larger tensors and short reads.
-      const n = readSync(this.fd, buf, got, Math.min(buf.length - got, 0x40000000), t.begin + got);
+      const n = readSync(this.fd, dst, got, Math.min(dst.length - got, 0x40000000), t.begin + start + got);
       if (n <= 0) throw new FormatError(`${this.path}: tensor '${name}': file ended while reading its data (was it truncated after opening?)`);
       got += n;
     }
-    return buf;
   }
 
   readRaw(name: string): RawTensor {
@@ -549,6 +559,10 @@ export class ShardedSafetensors implements TensorSource {
   }
   readBytes(name: string): Uint8Array {
     return this.file(name).readBytes(name);
+  }
+
+  readRange(name: string, start: number, dst: Uint8Array): void {
+    this.file(name).readRange(name, start, dst);
   }
   readRaw(name: string): RawTensor {
     return this.file(name).readRaw(name);

@@ -7,12 +7,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
-import { openHfFolder, readWeightF32, logicalWeightNames, saveHfFolder, type SavedFolder } from '../io/hf-folder.js';
+import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, type SavedFolder } from '../io/hf-folder.js';
 import type { WriteTensor } from '../io/safetensors.js';
 import { isDeepseek, type ModelConfig } from './config.js';
 import { DenseCausalLM } from './llama.js';
 import { DeepseekV3ForCausalLM } from './deepseek-v3.js';
-import { tidy, fromArray } from '../tensor/index.js';
 import { Tokenizer } from '../io/tokenizer/tokenizer.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
 
@@ -85,8 +84,8 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
           continue;
         }
         seen.add(name);
-        const raw = readWeightF32(src, name, { blockSize: folder.fp8BlockSize ?? undefined });
-        tidy(() => model.setParameter(name, fromArray(raw.data as Float32Array, raw.shape)));
+        // Streamed straight into the parameter's storage: no second copy of any tensor (RSS stays ~1x the weights).
+        readWeightF32Into(src, name, (p.raw as Float32Array).subarray(p.offset, p.offset + p.size), { blockSize: folder.fp8BlockSize ?? undefined });
         bytes += info.end - info.begin;
         opts.onProgress?.(++done, todo.length, bytes, totalBytes);
       }
