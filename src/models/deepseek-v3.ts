@@ -251,6 +251,8 @@ export class MoE extends Module {
   readonly load: Float64Array;
   /** Sequence-wise balance loss of the last forward (when alpha > 0 and training). */
   balanceLoss: Tensor | null = null;
+  /** When set, every forward appends its routed expert ids (tokens x k, token-major) here: routing samples for plan/. */
+  routingLog: Int32Array[] | null = null;
   constructor(readonly c: DeepseekConfig, init: InitOptions | 'empty') {
     super();
     this.gate = this.child('gate', new Gate(c, init));
@@ -266,6 +268,7 @@ export class MoE extends Module {
     const flat = x.reshape(B * S, D);
     const routing = this.gate.route(flat);
     const idx = routing.indices.toArray() as Int32Array;
+    this.routingLog?.push(idx.slice());
     // Group (token, slot) pairs by expert: each expert runs one GEMM over exactly its tokens.
     const E = this.c.nRoutedExperts;
     const buckets: number[][] = Array.from({ length: E }, () => []);

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from '../command.js';
-import { parseFlags, numberFlag } from '../args.js';
+import { parseFlags, numberFlag, type Parsed } from '../args.js';
 import { UsageError } from '../../errors.js';
 import { loadConfig } from '../../models/config.js';
 import { formatCount } from '../../models/params.js';
@@ -11,6 +11,11 @@ import { timelineSvg } from '../../plan/timeline-svg.js';
 import { planServe, planTrain, V3_REPORT } from '../../plan/cost.js';
 import { allToAll, nodeLimitSweep, syntheticRouting, asDeepseek } from '../../plan/expert-parallel.js';
 import { rebalanceExperts } from '../../plan/eplb.js';
+import { loadModel } from '../../models/load.js';
+import { DeepseekV3ForCausalLM } from '../../models/deepseek-v3.js';
+import { collectRouting } from '../../models/routing.js';
+import { getTask, taskNames } from '../../tasks/index.js';
+import { readFileSync } from 'node:fs';
 
 const usage = `r1 plan <pipeline|train|serve|ep> [options] [--json]
 
@@ -32,6 +37,12 @@ const usage = `r1 plan <pipeline|train|serve|ep> [options] [--json]
 
   r1 plan ep --config config.json [--gpu h800] [--gpus 64] [--tokens-per-gpu 256] [--skew 1] [--seed 0]
              [--redundant 32]
+  r1 plan ep --model <model-dir> [--task arithmetic --samples 64 | --text-file F] [--gpus E]
+             [--gpus-per-node E/n_group] [--redundant R] [--gpu h800]
+      The same from a real routing sample: a DeepSeek-V3 model folder's gate routes the tokens of a task's
+      held-out problems and solutions (or each line of F); per MoE layer, the all-to-all of that sample (default
+      layout: one expert per GPU, one expert group per node, so group-limited routing is node-limited routing),
+      the expert-load imbalance, and EPLB before/after.
       Expert-parallel all-to-all volumes under node-limited routing (a sweep over the node limit M), and EPLB
       (hierarchical and global) on the sample's expert loads.
 
@@ -169,8 +180,12 @@ async function ep(argv: string[]): Promise<number> {
   const { values } = parseFlags(cmd, argv, {
     config: { type: 'string' }, gpu: { type: 'string' }, gpus: { type: 'string' }, 'tokens-per-gpu': { type: 'string' },
     skew: { type: 'string' }, seed: { type: 'string' }, redundant: { type: 'string' }, efficiency: { type: 'string' },
+    model: { type: 'string' }, task: { type: 'string' }, samples: { type: 'string' }, 'text-file': { type: 'string' },
+    'gpus-per-node': { type: 'string' },
   }, false);
-  if (!values['config']) throw new UsageError('r1 plan ep: --config is required');
+  if (values['model'] !== undefined) return epFromModel(values);
+  for (const f of ['task', 'samples', 'text-file', 'gpus-per-node']) if (values[f] !== undefined) throw new UsageError(`r1 plan ep: --${f} needs --model`);
+  if (!values['config']) throw new UsageError('r1 plan ep: --config or --model is required');
   const c = asDeepseek(loadConfig(values['config'] as string), 'r1 plan ep');
   const gpu = gpuProfile((values['gpu'] as string | undefined) ?? 'h800');
   const gpus = numberFlag(cmd, 'gpus', values['gpus'], { int: true, min: 1, def: c.nGroup * gpu.gpusPerNode });
@@ -202,6 +217,76 @@ async function ep(argv: string[]): Promise<number> {
     return l.join('\n');
   });
   return 0;
+}
+
+/** `r1 plan ep --model DIR`: all-to-all and EPLB on the routing a real model's gate produces. */
+function epFromModel(values: Parsed['values']): number {
+  const cmd = 'plan ep';
+  if (values['config'] !== undefined) throw new UsageError('r1 plan ep: give --config or --model, not both');
+  if (values['skew'] !== undefined || values['tokens-per-gpu'] !== undefined) throw new UsageError('r1 plan ep: --skew and --tokens-per-gpu describe synthetic routing; with --model the sample comes from the gate');
+  const dir = values['model'] as string;
+  const { model, tokenizer, config } = loadModel(dir, { mtp: false });
+  try {
+    if (!(model instanceof DeepseekV3ForCausalLM)) throw new UsageError(`r1 plan ep: ${dir} is a ${config.modelType} model; routing needs a DeepSeek-V3 (MoE) model`);
+    const c = asDeepseek(config, 'r1 plan ep');
+    if (!tokenizer) throw new UsageError(`r1 plan ep: ${dir} has no tokenizer.json to turn text into tokens`);
+    const ctx = c.maxPositionEmbeddings;
+    let texts: string[];
+    let source: string;
+    if (values['text-file'] !== undefined) {
+      if (values['task'] !== undefined || values['samples'] !== undefined) throw new UsageError('r1 plan ep: give --text-file or --task/--samples, not both');
+      const f = values['text-file'] as string;
+      let raw: string;
+      try { raw = readFileSync(f, 'utf8'); } catch (e) { throw new UsageError(`r1 plan ep: cannot read --text-file ${f}: ${(e as Error).message}`); }
+      texts = raw.split('\n').filter((l) => l.trim().length > 0);
+      if (!texts.length) throw new UsageError(`r1 plan ep: ${f} has no non-empty lines`);
+      source = f;
+    } else {
+      const name = (values['task'] as string | undefined) ?? 'arithmetic';
+      if (!taskNames().includes(name)) throw new UsageError(`r1 plan ep: unknown --task '${name}' (one of ${taskNames().join(', ')})`);
+      const task = getTask(name);
+      const n = numberFlag(cmd, 'samples', values['samples'], { int: true, min: 1, def: 64 });
+      texts = task.sample('test', n, { seed: numberFlag(cmd, 'seed', values['seed'], { int: true, min: 0, def: 0 }) }).map((p) => `${p.prompt}\n${task.solve(p)}`);
+      source = `${n} held-out ${name} problems with solutions`;
+    }
+    const seqs = texts.map((t) => tokenizer.encode(t).slice(0, ctx)).filter((s) => s.length > 0);
+    const layers = collectRouting(model, seqs);
+    const gpu = gpuProfile((values['gpu'] as string | undefined) ?? 'h800');
+    const E = c.nRoutedExperts;
+    const gpus = numberFlag(cmd, 'gpus', values['gpus'], { int: true, min: 1, def: E });
+    const gpusPerNode = numberFlag(cmd, 'gpus-per-node', values['gpus-per-node'], { int: true, min: 1, def: Math.max(1, gpus / c.nGroup) });
+    if (gpus % gpusPerNode !== 0) throw new UsageError(`r1 plan ep: --gpus (${gpus}) must be a multiple of --gpus-per-node (${gpusPerNode})`);
+    const nodes = gpus / gpusPerNode;
+    const redundant = numberFlag(cmd, 'redundant', values['redundant'], { int: true, min: 0, def: gpus });
+    const efficiency = numberFlag(cmd, 'efficiency', values['efficiency'], { min: 0, max: 1, def: 0.5 });
+    const rows = layers.map((l) => {
+      const a2a = allToAll(c, { gpus, gpusPerNode }, l, gpu, { efficiency });
+      const loads = a2a.expertLoads;
+      const mean = loads.reduce((a, b) => a + b, 0) / E;
+      const base = { loads, physicalExperts: E + redundant, groups: c.nGroup, nodes, gpus };
+      const hier = c.nGroup % nodes === 0 ? rebalanceExperts({ ...base, policy: 'hierarchical' }) : null;
+      const glob = rebalanceExperts({ ...base, policy: 'global' });
+      return {
+        layer: l.layer, tokens: a2a.tokens, expertLoads: loads, expertImbalance: Math.max(...loads) / mean,
+        meanNodesPerToken: a2a.meanNodesPerToken, maxNodesPerToken: a2a.maxNodesPerToken,
+        ibBytesPerToken: a2a.ibBytesPerToken, nvlinkBytesPerToken: a2a.nvlinkBytesPerToken, computeToCommRatio: a2a.computeToCommRatio,
+        gpuImbalanceBefore: glob.imbalanceBefore, eplb: { hierarchical: hier && hier.imbalance, global: glob.imbalance },
+      };
+    });
+    const json = { model: dir, source, sequences: seqs.length, gpu: gpu.id, gpus, gpusPerNode, nodes, redundant, topkGroup: c.topkGroup, layers: rows };
+    out(values['json'] === true, json, () => {
+      const l = [`${dir}: ${E} experts in ${c.nGroup} groups, top-${c.numExpertsPerTok} (top-${c.topkGroup} groups); routing of ${seqs.length} sequences (${source})`,
+        `layout: ${gpus} GPUs, ${gpusPerNode} per node, ${nodes} nodes; EPLB with ${redundant} redundant experts`, '',
+        ' layer  tokens  expert max/mean  nodes/token (max)  IB KB/token  NVLink KB/token  GPU imbalance  EPLB hier  EPLB global'];
+      for (const r of rows) {
+        l.push(`  ${String(r.layer).padStart(4)}  ${String(r.tokens).padStart(6)}  ${r.expertImbalance.toFixed(2).padStart(15)}  ${`${r.meanNodesPerToken.toFixed(2)} (${r.maxNodesPerToken})`.padStart(17)}  ${(r.ibBytesPerToken / 1e3).toFixed(2).padStart(11)}  ${(r.nvlinkBytesPerToken / 1e3).toFixed(2).padStart(15)}  ${r.gpuImbalanceBefore.toFixed(2).padStart(13)}  ${(r.eplb.hierarchical === null ? '-' : r.eplb.hierarchical.toFixed(2)).padStart(9)}  ${r.eplb.global.toFixed(2).padStart(11)}`);
+      }
+      return l.join('\n');
+    });
+    return 0;
+  } finally {
+    model.dispose();
+  }
 }
 
 const plan: Command = {
