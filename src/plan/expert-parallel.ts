@@ -17,6 +17,8 @@
 import { UsageError } from '../errors.js';
 import { isDeepseek, type DeepseekConfig, type ModelConfig } from '../models/config.js';
 import { peakFlops, type GpuProfile } from './hardware.js';
+// The engine's seeded PRNG (plain arithmetic: no tensor is allocated).
+import { Rng } from '../tensor/random.js';
 
 export interface RoutingSample {
   /** Experts per token (k). */
@@ -28,18 +30,6 @@ export interface RoutingSample {
 export interface EpLayout {
   gpus: number;
   gpusPerNode: number;
-}
-
-/** Deterministic PRNG (mulberry32) so samples are reproducible from a seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function asDeepseek(c: ModelConfig, what: string): DeepseekConfig {
@@ -59,7 +49,8 @@ export function syntheticRouting(c: ModelConfig, opts: { tokens: number; seed?: 
   if (!Number.isInteger(M) || M < 1 || M > G) throw new UsageError(`syntheticRouting: node/group limit must be in 1..${G}, got ${M}`);
   if (M * (E / G) < k) throw new UsageError(`syntheticRouting: ${M} groups of ${E / G} experts cannot hold ${k} experts`);
   if (!Number.isInteger(opts.tokens) || opts.tokens < 1) throw new UsageError(`syntheticRouting: tokens must be a positive integer, got ${opts.tokens}`);
-  const r = rng(opts.seed ?? 0);
+  const rng = new Rng(opts.seed ?? 0);
+  const r = () => rng.next();
   const skew = opts.skew ?? 0;
   const perm = Array.from({ length: E }, (_, i) => i);
   for (let i = E - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [perm[i], perm[j]] = [perm[j]!, perm[i]!]; }

@@ -8,21 +8,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Rng } from '../../src/tensor/random.js';
 import {
   serializeSafetensors, parseSafetensors, readRawFromBuffer, openSafetensors, ioStats, SAFE_DTYPE_SIZE,
   type SafeDType, type WriteTensor,
 } from '../../src/io/safetensors.js';
 import { FormatError } from '../../src/errors.js';
 
+/** Seeded uniform generator (the engine's Rng) so failures reproduce. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 const DTYPES = Object.keys(SAFE_DTYPE_SIZE) as SafeDType[];

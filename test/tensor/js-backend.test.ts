@@ -13,21 +13,16 @@ import {
 } from '../../src/tensor/backends/js.js';
 import type { FArray, Strided, UnaryGradOp, UnaryOp } from '../../src/tensor/backend.js';
 import { DTypeError, ShapeError } from '../../src/errors.js';
+import { Rng } from '../../src/tensor/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-/** Seeded uniform generator (mulberry32) so failures reproduce. */
+/** Seeded uniform generator (the engine's Rng) so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 function randn(n: number, seed: number, scale = 1): Float64Array {
   const r = rng(seed);
