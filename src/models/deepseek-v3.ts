@@ -269,24 +269,36 @@ export class MoE extends Module {
     const routing = this.gate.route(flat);
     const idx = routing.indices.toArray() as Int32Array;
     this.routingLog?.push(idx.slice());
-    // Group (token, slot) pairs by expert: each expert runs one GEMM over exactly its tokens.
+    // Group (token, slot) pairs by expert (a counting sort): each expert runs one GEMM over exactly its tokens.
     const E = this.c.nRoutedExperts;
-    const buckets: number[][] = Array.from({ length: E }, () => []);
-    for (let p = 0; p < idx.length; p++) buckets[idx[p]!]!.push(p);
-    const parts: Tensor[] = [];
-    const rows: number[] = [];
-    const wflat = routing.weights.reshape(B * S * K);
-    for (let e = 0; e < E; e++) {
-      const pairs = buckets[e]!;
-      if (!pairs.length) continue;
-      if (this.training) this.load[e]! += pairs.length;
-      const tok = T.fromArray(Int32Array.from(pairs, (p) => Math.floor(p / K)), [pairs.length]);
-      const ye = this.experts.items[e]!.forward(T.indexSelect(flat, 0, tok));
-      const we = T.indexSelect(wflat, 0, T.fromArray(Int32Array.from(pairs), [pairs.length])).reshape(pairs.length, 1);
-      parts.push(ye.mul(we));
-      for (const p of pairs) rows.push(Math.floor(p / K));
+    const counts = new Array<number>(E).fill(0);
+    for (let p = 0; p < idx.length; p++) counts[idx[p]!]!++;
+    if (this.training) for (let e = 0; e < E; e++) this.load[e]! += counts[e]!;
+    const start = new Int32Array(E);
+    for (let e = 1; e < E; e++) start[e] = start[e - 1]! + counts[e - 1]!;
+    const order = new Int32Array(idx.length);
+    for (let p = 0; p < idx.length; p++) order[start[idx[p]!]!++] = p;
+    const tokOf = T.fromArray(Int32Array.from(order, (p) => Math.floor(p / K)), [order.length]);
+    const wSorted = T.indexSelect(routing.weights.reshape(B * S * K), 0, T.fromArray(order, [order.length]));
+    const experts = this.experts.items;
+    let ys: Tensor;
+    if (experts.every((m) => !m.gate_proj.impl && !m.up_proj.impl && !m.down_proj.impl)) {
+      // One gather of every routed row, one fused op for all experts, one scatter back.
+      ys = T.groupedSwiGLU(T.indexSelect(flat, 0, tokOf), wSorted, counts,
+        experts.map((m) => m.gate_proj.weight), experts.map((m) => m.up_proj.weight), experts.map((m) => m.down_proj.weight));
+    } else {
+      // Experts with another Linear implementation (FP8 training, packed inference weights) run as modules.
+      const xs = T.indexSelect(flat, 0, tokOf);
+      const parts: Tensor[] = [];
+      let o = 0;
+      for (let e = 0; e < E; e++) {
+        const n = counts[e]!;
+        if (n) parts.push(experts[e]!.forward(xs.narrow(0, o, n)));
+        o += n;
+      }
+      ys = T.cat(parts, 0).mul(wSorted.reshape(order.length, 1));
     }
-    let y = T.indexAdd(T.zeros([B * S, D], x.dtype), 0, T.fromArray(Int32Array.from(rows), [rows.length]), T.cat(parts, 0));
+    let y = T.indexAdd(T.zeros([B * S, D], x.dtype), 0, tokOf, ys);
     if (this.shared_experts) y = y.add(this.shared_experts.forward(flat));
     this.balanceLoss = balanceAlpha > 0 ? this.sequenceBalanceLoss(routing, B, S, balanceAlpha) : null;
     return { out: y.reshape(B, S, D), routing };

@@ -1,5 +1,6 @@
 /** Numeric gradient checks (central differences, f64) for every differentiable op. */
 import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { Rng, tensor } from '../../src/tensor/index.js';
 import { gradcheck, leaf } from './gradcheck.js';
@@ -130,4 +131,33 @@ test('grad: index ops', () => {
   gradcheck('scatter', (x, s) => T.scatter(x, 1, si, s), [leaf([3, 4], 7), leaf([3, 2], 8)]);
   gradcheck('topk values', (x) => T.topk(x, 2).values, [leaf([3, 5], 9)]);
   gradcheck('topk smallest', (x) => T.topk(x, 3, { largest: false }).values, [leaf([2, 6], 10)]);
+});
+
+test('groupedSwiGLU: equals per-expert SwiGLU scaled by the routing weight; gradients of rows, weights and experts (one expert empty)', () => {
+  const counts = [3, 0, 4];
+  const D = 5, I = 3, P = 7;
+  const xs = leaf([P, D], 31);
+  const rw = leaf([P], 32);
+  const gate = counts.map((_, e) => leaf([I, D], 40 + e));
+  const up = counts.map((_, e) => leaf([I, D], 50 + e));
+  const down = counts.map((_, e) => leaf([D, I], 60 + e));
+  for (const w of [gate[1]!, up[1]!, down[1]!]) w.setRequiresGrad(false); // no rows: no gradient
+  const fn = (x: T.Tensor, r: T.Tensor, ...w: T.Tensor[]) => T.groupedSwiGLU(x, r, counts, w.slice(0, 3), w.slice(3, 6), w.slice(6, 9));
+  // Forward against the composition of plain ops.
+  T.noGrad(() => T.tidy(() => {
+    const y = fn(xs, rw, ...gate, ...up, ...down);
+    let o = 0;
+    for (let e = 0; e < 3; e++) {
+      const n = counts[e]!;
+      if (n) {
+        const x = xs.narrow(0, o, n);
+        const ref = T.siluMul(T.linear(x, gate[e]!), T.linear(x, up[e]!)).matmul(down[e]!.T).mul(rw.narrow(0, o, n).reshape(n, 1));
+        const got = y.narrow(0, o, n).toArray() as Float64Array;
+        (ref.toArray() as Float64Array).forEach((v, i) => assert.ok(Math.abs(v - got[i]!) < 1e-12));
+      }
+      o += n;
+    }
+  }));
+  gradcheck('groupedSwiGLU', fn, [xs, rw, ...gate, ...up, ...down]);
+  assert.throws(() => T.groupedSwiGLU(xs, rw, [3, 3], gate.slice(0, 2), up.slice(0, 2), down.slice(0, 2)), /counts must be non-negative integers summing to 7/);
 });

@@ -215,3 +215,109 @@ export function siluMul(a: Tensor, b: Tensor): Tensor {
     return [da, db];
   });
 }
+
+/**
+ * A mixture of SwiGLU experts over rows grouped by expert (DeepSeekMoE's routed experts as one op):
+ * rows [o_e, o_e + counts[e]) of xs [P, D] go through expert e, and each output row is scaled by its routing weight:
+ *   y_p = rw_p * down_e(silu(gate_e x_p) * up_e x_p),  gate_e/up_e [I, D], down_e [D, I] (HF's Linear layout).
+ * One GEMM per expert and direction over exactly its rows (compute proportional to activated experts); the backward
+ * writes each expert's weight gradients and one dX for all rows, so nothing of size [P, D] is built per expert
+ * (per-expert gathers and slices would each backpropagate through a full-size zero tensor).
+ */
+export function groupedSwiGLU(xs: Tensor, rw: Tensor, counts: readonly number[], gate: readonly Tensor[], up: readonly Tensor[], down: readonly Tensor[]): Tensor {
+  const E = counts.length;
+  if (gate.length !== E || up.length !== E || down.length !== E) throw new ShapeError(`groupedSwiGLU: ${E} counts but ${gate.length}/${up.length}/${down.length} gate/up/down weights`);
+  const dt = floatArgs('groupedSwiGLU', xs, rw, ...gate, ...up, ...down);
+  if (xs.ndim !== 2) throw new ShapeError(`groupedSwiGLU: rows must be [P, D], got ${xs.describe()}`);
+  const [P, D] = xs.shape as [number, number];
+  if (rw.ndim !== 1 || rw.shape[0] !== P) throw new ShapeError(`groupedSwiGLU: routing weights must be [${P}], got ${rw.describe()}`);
+  if (counts.some((c) => !Number.isInteger(c) || c < 0) || counts.reduce((a, b) => a + b, 0) !== P) throw new ShapeError(`groupedSwiGLU: counts must be non-negative integers summing to ${P} rows`);
+  const I = gate[0]?.shape[0] ?? 0;
+  for (let e = 0; e < E; e++) {
+    const ok = gate[e]!.ndim === 2 && up[e]!.ndim === 2 && down[e]!.ndim === 2 && sameShape(gate[e]!.shape, [I, D]) && sameShape(up[e]!.shape, [I, D]) && sameShape(down[e]!.shape, [D, I]);
+    if (!ok) throw new ShapeError(`groupedSwiGLU: expert ${e} weights ${gate[e]!.describe()}, ${up[e]!.describe()}, ${down[e]!.describe()} do not match [${I}, ${D}], [${I}, ${D}], [${D}, ${I}]`);
+  }
+  const be = backendFor(dt);
+  const xc = contiguous(xs);
+  const rc = contiguous(rw);
+  const wg = gate.map((w) => contiguous(w)), wu = up.map((w) => contiguous(w)), wd = down.map((w) => contiguous(w));
+  const X = farr(xc), R = farr(rc);
+  const A = empty([P, I], dt), Bu = empty([P, I], dt), H = empty([P, I], dt), Z = empty([P, D], dt), Y = empty([P, D], dt);
+  const fa = farr(A), fb = farr(Bu), fh = farr(H), fz = farr(Z), fy = farr(Y);
+  let o = 0;
+  for (let e = 0; e < E; e++) {
+    const n = counts[e]!;
+    if (n > 0) {
+      be.matmul(fa, o * I, X, o * D, 0, D, false, farr(wg[e]!), 0, 0, D, true, 1, n, I, D, false);
+      be.matmul(fb, o * I, X, o * D, 0, D, false, farr(wu[e]!), 0, 0, D, true, 1, n, I, D, false);
+    }
+    o += n;
+  }
+  if (P * I > 0) be.siluMul(fh, fa, fb, P * I);
+  o = 0;
+  for (let e = 0; e < E; e++) {
+    const n = counts[e]!;
+    if (n > 0) be.matmul(fz, o * D, fh, o * I, 0, I, false, farr(wd[e]!), 0, 0, I, true, 1, n, D, I, false);
+    o += n;
+  }
+  for (let p = 0; p < P; p++) { const r = R[p]!; for (let j = p * D; j < (p + 1) * D; j++) fy[j] = fz[j]! * r; }
+  const inputs = [xs, rw, ...gate, ...up, ...down];
+  const out = record(Y, 'groupedSwiGLU', inputs, (g) => {
+    const gc = contiguous(g);
+    const G = farr(gc);
+    const dZ = empty([P, D], dt), dH = empty([P, I], dt), dA = empty([P, I], dt), dB = empty([P, I], dt);
+    const fdz = farr(dZ), fdh = farr(dH), fda = farr(dA), fdb = farr(dB);
+    const dR = empty([P], dt);
+    const fdr = farr(dR);
+    for (let p = 0; p < P; p++) {
+      const r = R[p]!;
+      let s = 0;
+      for (let j = p * D; j < (p + 1) * D; j++) { s += G[j]! * fz[j]!; fdz[j] = G[j]! * r; }
+      fdr[p] = s;
+    }
+    const dX = xs.requiresGrad ? empty([P, D], dt) : null;
+    const gG: (Tensor | null)[] = [], gU: (Tensor | null)[] = [], gD: (Tensor | null)[] = [];
+    o = 0;
+    for (let e = 0; e < E; e++) {
+      const n = counts[e]!;
+      if (n > 0) {
+        // dH_e = dZ_e Wd_e; dWd_e = dZ_e^T H_e
+        be.matmul(fdh, o * I, fdz, o * D, 0, D, false, farr(wd[e]!), 0, 0, I, false, 1, n, I, D, false);
+        if (down[e]!.requiresGrad) {
+          const gw = empty([D, I], dt);
+          be.matmul(farr(gw), 0, fdz, o * D, 0, D, true, fh, o * I, 0, I, false, 1, D, I, n, false);
+          gD.push(gw);
+        } else gD.push(null);
+      } else gD.push(null);
+      o += n;
+    }
+    if (P * I > 0) be.siluMulGrad(fda, fdb, fa, fb, fdh, P * I);
+    o = 0;
+    for (let e = 0; e < E; e++) {
+      const n = counts[e]!;
+      let gg: Tensor | null = null, gu: Tensor | null = null;
+      if (n > 0) {
+        if (gate[e]!.requiresGrad) { gg = empty([I, D], dt); be.matmul(farr(gg), 0, fda, o * I, 0, I, true, X, o * D, 0, D, false, 1, I, D, n, false); }
+        if (up[e]!.requiresGrad) { gu = empty([I, D], dt); be.matmul(farr(gu), 0, fdb, o * I, 0, I, true, X, o * D, 0, D, false, 1, I, D, n, false); }
+        if (dX) {
+          const fx = farr(dX);
+          be.matmul(fx, o * D, fda, o * I, 0, I, false, farr(wg[e]!), 0, 0, D, false, 1, n, D, I, false);
+          be.matmul(fx, o * D, fdb, o * I, 0, I, false, farr(wu[e]!), 0, 0, D, false, 1, n, D, I, true);
+        }
+      }
+      gG.push(gg);
+      gU.push(gu);
+      o += n;
+    }
+    if (dX && P > 0 && D > 0 && I === 0) farr(dX).fill(0);
+    for (const t of [dZ, dH, dA, dB]) t.dispose();
+    if (gc !== g) gc.dispose();
+    return [dX, rw.requiresGrad ? dR : (dR.dispose(), null), ...gG, ...gU, ...gD];
+  });
+  if (!out.requiresGrad) {
+    for (const t of [A, Bu, H, Z]) t.dispose();
+    if (xc !== xs) xc.dispose();
+    if (rc !== rw) rc.dispose();
+  }
+  return out;
+}
