@@ -148,6 +148,46 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: { ignoreInde
   return m;
 }
 
+/** Scratch limit for the GEMM form of the attention backward (two [B, Hq, Sq, Sk] buffers). */
+const ATTENTION_GEMM_BYTES = 256 << 20;
+
+/**
+ * The attention backward as batched GEMMs (training-sized sequences, no additive mask): per (batch, kv head), the
+ * g = Hq/Hkv query heads sharing it are one [g*Sq, D] matrix (q is [B, Hq, Sq, D], heads of a group adjacent), so
+ *   P = exp(scale * Q K^T - lse) (causal entries zeroed), dV = P^T dO, dP = dO V^T,
+ *   dS = P * (dP - rowsum(dO * O)), dQ = scale * dS K, dK = scale * dS^T Q
+ * are six GEMMs over B*Hkv batches plus two elementwise passes, instead of the row-at-a-time fused kernel (the same
+ * formulas as Backend.attentionGrad; that kernel stays the oracle and the path for masks and small shapes).
+ */
+function attentionGradGemm(be: ReturnType<typeof backendFor>, dq: FArray, dk: FArray, dv: FArray, dO: FArray, q: FArray, k: FArray, v: FArray,
+  o: FArray, lse: FArray, B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void {
+  const g = Hq / Hkv;
+  const batch = B * Hkv;
+  const rows = g * Sq;
+  const P = new Float32Array(batch * rows * Sk);
+  const dS = new Float32Array(batch * rows * Sk);
+  const off = Sk - Sq;
+  be.matmul(P, 0, q, 0, rows * Dk, Dk, false, k, 0, Sk * Dk, Dk, true, batch, rows, Sk, Dk, false);
+  for (let r = 0; r < batch * rows; r++) {
+    const l = lse[r]!;
+    const i = r % Sq;
+    const base = r * Sk;
+    const last = causal ? Math.min(Sk, i + off + 1) : Sk;
+    for (let j = 0; j < last; j++) P[base + j] = Math.exp(P[base + j]! * scale - l);
+    for (let j = last; j < Sk; j++) P[base + j] = 0;
+  }
+  be.matmul(dv, 0, P, 0, rows * Sk, Sk, true, dO, 0, rows * Dv, Dv, false, batch, Sk, Dv, rows, false);
+  be.matmul(dS, 0, dO, 0, rows * Dv, Dv, false, v, 0, Sk * Dv, Dv, true, batch, rows, Sk, Dv, false);
+  for (let r = 0; r < batch * rows; r++) {
+    let d = 0;
+    for (let t = r * Dv; t < (r + 1) * Dv; t++) d += dO[t]! * o[t]!;
+    const base = r * Sk;
+    for (let j = 0; j < Sk; j++) dS[base + j] = P[base + j]! * (dS[base + j]! - d) * scale;
+  }
+  be.matmul(dq, 0, dS, 0, rows * Sk, Sk, false, k, 0, Sk * Dk, Dk, false, batch, rows, Dk, Sk, false);
+  be.matmul(dk, 0, dS, 0, rows * Sk, Sk, true, q, 0, rows * Dk, Dk, false, batch, Sk, Dk, rows, false);
+}
+
 /**
  * Scaled-dot-product attention, fused. q [B, Hq, Sq, Dk], k [B, Hkv, Sk, Dk], v [B, Hkv, Sk, Dv] -> [B, Hq, Sq, Dv].
  * GQA when Hkv < Hq (Hq % Hkv == 0). causal: queries are the last Sq of Sk positions.
@@ -191,8 +231,13 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal?: bool
     const dq = empty(q.shape, dt);
     const dk = empty(k.shape, dt);
     const dv = empty(v.shape, dt);
-    backendFor(dt).attentionGrad(farr(dq), farr(dk), farr(dv), farr(gc), farr(qc), farr(kc), farr(vc), farr(out), farr(lse), mask,
-      B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+    const be = backendFor(dt);
+    if (!mask && be.name === 'native' && 2 * B * Hq * Sq * Sk * 4 <= ATTENTION_GEMM_BYTES && Sq * Sk >= 64 * 64) {
+      attentionGradGemm(be, farr(dq), farr(dk), farr(dv), farr(gc), farr(qc), farr(kc), farr(vc), farr(out), farr(lse), B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+    } else {
+      be.attentionGrad(farr(dq), farr(dk), farr(dv), farr(gc), farr(qc), farr(kc), farr(vc), farr(out), farr(lse), mask,
+        B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+    }
     if (gc !== g) gc.dispose();
     return [dq, dk, dv];
   });
