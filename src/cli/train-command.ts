@@ -43,6 +43,10 @@ Face folder with the tokenizer). DeepSeek-V3 models also train their MTP modules
   --mtp-weight X       DeepSeek-V3: MTP loss weight lambda (default 0.3)
   --bias-gamma X       DeepSeek-V3: aux-loss-free bias update speed (default 0.001)
   --balance-alpha X    DeepSeek-V3: sequence-wise balance loss weight (default 0)
+  --precision P        f32 (default) or fp8: DeepSeek-V3 FP8 mixed precision (section 3.3): attention/MLP/expert
+                       Linears' Fprop, Dgrad and Wgrad GEMMs on E4M3 operands (1x128 activation tiles, 128x128
+                       weight blocks), AdamW moments in BF16; embeddings, output head, MoE gate, norms and
+                       attention stay f32, as do master weights and gradients
 ${scheduleUsage}
   --json               quiet; one JSON summary line at the end`;
   return {
@@ -55,6 +59,7 @@ ${scheduleUsage}
         difficulty: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' },
         'grad-accum': { type: 'string' }, 'no-pack': { type: 'boolean' }, seed: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'boolean' },
         clip: { type: 'string' }, 'weight-decay': { type: 'string' }, 'mtp-weight': { type: 'string' }, 'bias-gamma': { type: 'string' }, 'balance-alpha': { type: 'string' },
+        precision: { type: 'string' },
         ...scheduleFlags,
       }, false);
       if (values['help']) { console.log(usage); return 0; }
@@ -68,6 +73,8 @@ ${scheduleUsage}
       const json = values['json'] === true;
       if (!existsSync(modelPath)) throw new UsageError(`r1 ${name}: --model ${modelPath} does not exist`);
       const seqLen = numberFlag(name, 'seq', values['seq'], { int: true, min: 2, def: 256 });
+      const precision = String(values['precision'] ?? 'f32');
+      if (precision !== 'f32' && precision !== 'fp8') throw new UsageError(`r1 ${name}: --precision must be f32 or fp8, got '${precision}'`);
       let model: CausalLM;
       let tokDir: string;
       if (statSync(modelPath).isDirectory()) {
@@ -106,9 +113,10 @@ ${scheduleUsage}
         mtpWeight: numberFlag(name, 'mtp-weight', values['mtp-weight'], { min: 0, def: 0.3 }),
         biasGamma: numberFlag(name, 'bias-gamma', values['bias-gamma'], { min: 0, def: 0.001 }),
         balanceAlpha: numberFlag(name, 'balance-alpha', values['balance-alpha'], { min: 0, def: 0 }),
+        precision,
         label: name, progressStream: json ? null : process.stderr,
       });
-      const summary = { command: name, steps: r.steps, resumedFrom: r.resumedFrom, firstLoss: r.firstLoss, finalLoss: r.finalLoss, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond, examples: examples.length, modelDir: r.modelDir, metrics: r.metricsPath };
+      const summary = { command: name, precision, steps: r.steps, resumedFrom: r.resumedFrom, firstLoss: r.firstLoss, finalLoss: r.finalLoss, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond, examples: examples.length, modelDir: r.modelDir, metrics: r.metricsPath };
       if (json) console.log(JSON.stringify(summary));
       else console.log(`${name}: ${r.steps} steps, loss ${r.firstLoss.toFixed(4)} -> ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(0)} tokens/s; model: ${r.modelDir}; metrics: ${r.metricsPath}`);
       model.dispose();

@@ -32,6 +32,13 @@ export abstract class Module {
     return out;
   }
 
+  /** (path, module) for this module ('' or prefix without its dot) and every descendant, depth first. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, m] of this._children) out.push(...m.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }

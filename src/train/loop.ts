@@ -10,7 +10,8 @@ import { Tensor, tidy, noGrad } from '../tensor/index.js';
 import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
 import type { CausalLM } from '../models/load.js';
 import { AdamW, clipGradNorm } from './optim.js';
-import { ShapeError } from '../errors.js';
+import { ConfigError, ShapeError } from '../errors.js';
+import { enableFp8Training, disableFp8Training, type Fp8LinearOptions } from '../quant/fp8-linear.js';
 
 export interface Batch {
   /** Token ids [batch * seqLen] (row-major). */
@@ -35,6 +36,16 @@ export interface TrainerOptions {
   biasGamma?: number;
   /** Sequence-wise balance loss weight alpha (V3: 0.0001; 0 = off). */
   balanceAlpha?: number;
+  /**
+   * 'fp8': DeepSeek-V3 section 3.3 mixed precision — the attention/MLP/expert Linears' Fprop, Dgrad and Wgrad GEMMs
+   * on fine-grained E4M3 operands (quant/fp8-linear.ts), AdamW moments stored in BF16, f32 master weights and
+   * gradients. 'f32': every GEMM in f32 (removes FP8 from the model if it was installed). Unset: the model as is.
+   */
+  precision?: 'f32' | 'fp8';
+  /** Options for the FP8 Linears when precision is 'fp8'. */
+  fp8?: Fp8LinearOptions;
+  /** AdamW moment storage; default 'bf16' when precision is 'fp8', else 'f32'. */
+  momentDtype?: 'f32' | 'bf16';
 }
 
 export interface StepMetrics {
@@ -66,7 +77,13 @@ export class Trainer {
   private readonly biasGamma: number;
   private readonly balanceAlpha: number;
   constructor(readonly model: CausalLM, readonly opts: TrainerOptions) {
-    this.optimizer = new AdamW(model.trainableParameters(), { lr: opts.lr(0), betas: opts.betas, eps: opts.eps, weightDecay: opts.weightDecay ?? 0.1 });
+    if (opts.precision !== undefined && opts.precision !== 'f32' && opts.precision !== 'fp8') throw new ConfigError(`trainer: precision must be 'f32' or 'fp8', got '${String(opts.precision)}'`);
+    if (opts.precision === 'fp8') enableFp8Training(model, opts.fp8);
+    else if (opts.precision === 'f32') disableFp8Training(model);
+    this.optimizer = new AdamW(model.trainableParameters(), {
+      lr: opts.lr(0), betas: opts.betas, eps: opts.eps, weightDecay: opts.weightDecay ?? 0.1,
+      momentDtype: opts.momentDtype ?? (opts.precision === 'fp8' ? 'bf16' : 'f32'),
+    });
     this.clip = opts.clip ?? 1.0;
     this.mtpWeight = opts.mtpWeight ?? 0.3;
     this.biasGamma = opts.biasGamma ?? 0.001;

@@ -1,0 +1,305 @@
+/**
+ * FP8 mixed-precision training vs the f32 baseline (issue 7; DeepSeek-V3 technical report section 3.3, whose
+ * validation (3.3, Figure 10 / appendix B.1) shows FP8 training loss staying within 0.25% relative of BF16).
+ *
+ * For each model (T1: ../shared/models/t1-dense, M1: ../shared/models/m1-moe) and each seed, two runs from the same
+ * initial weights on the same batches in the same order:
+ *   f32  every GEMM in f32, AdamW moments f32;
+ *   fp8  `precision: 'fp8'` (src/quant/fp8-linear.ts): the attention/MLP/expert/eh_proj Linears' Fprop, Dgrad and
+ *        Wgrad GEMMs on E4M3 operands (1x128 activation/gradient tiles, 128x128 weight blocks, 128x1 token tiles for
+ *        Wgrad), f32 accumulation; embeddings, lm_head, MoE gate, norms and attention in f32; f32 master weights and
+ *        gradients; AdamW moments stored in BF16.
+ * Data: the built-in arithmetic task's problems + reasoning traces (src/tasks), tokenized by a byte-level BPE trained
+ * on them (384 tokens, digits split), packed into windows with EOS between documents — text a tiny model learns, so
+ * the loss falls over the run. The models keep their shipped vocab_size (8192); unused ids just get low logits.
+ * Schedule: linear warmup then cosine to 10% (AdamW, weight decay 0.1, clip 1.0; M1 also trains MTP, lambda 0.3, and
+ * updates routing biases, gamma 0.001).
+ *
+ * Metric: the training loss (the optimized objective: CE, + 0.3 x MTP CE for M1) per step; both curves smoothed with
+ * a debiased EMA (weight --smooth, default 0.6 — TensorBoard-style, "lightly smoothed"); relative difference
+ * |fp8 - f32| / f32 per step; max and mean over the steps after warmup. The unsmoothed per-step difference and the
+ * relative difference of the mean loss over the last 10% of steps are reported too. With two or more seeds, the f32
+ * curves of different seeds are compared the same way as a yardstick (what a change of init/data order does).
+ * --yardstick E adds a third run per seed: f32 from the same initial weights multiplied by (1 +- E) (fixed signs;
+ * E = 1e-6 is about 8 f32 ulps): how far a rounding-sized perturbation alone moves this tiny run's curve.
+ * --bf16 adds a run with BF16-operand GEMMs (f32 accumulation) in the same Linears (quant/fp8-linear.ts bf16Linear),
+ * f32 moments: the paper's baseline precision, so both "bf16 vs f32" and "fp8 vs bf16" are reported.
+ *
+ * Run: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S]
+ *                                 [--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
+ *                                 [--moments bf16|f32] [--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc]
+ *                                 [--fp8-gemms fprop,dgrad,wgrad] [--yardstick E] [--bf16]
+ * The last three vary the fp8 run only (defaults: the paper's recipe, bf16 moments, re-quantized cached activation,
+ * f32-accumulating GEMM; 'fp8-acc' is the 14-bit-accumulator emulation and is far slower). --fp8-gemms lists the GEMMs
+ * the fp8 run quantizes (ablation; the others run on f32 operands).
+ * Defaults: both models, 100 steps, seed 0, batch 4 x seq 128 (512 tokens/step), lr 1e-3, warmup 10, plots in bench/out/.
+ * Time on this 2-core machine (shared, so approximate): T1 ~0.4-0.6 s/step f32 + ~1.0 s/step fp8, ~2.5 min per seed at
+ * the defaults; M1 ~1.05 + ~1.95 s/step, ~5 min per seed. The FP8 emulation's overhead is the quantize/dequantize
+ * passes in TypeScript (5 activation-sized operands per Linear per step), largest for M1's many small expert GEMMs.
+ * --json prints one JSON object per model (and per-step losses); plots: <plot-dir>/fp8-train-<model>.png and .svg.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../src/errors.js';
+import { loadConfig } from '../src/models/config.js';
+import { buildModel } from '../src/models/load.js';
+import { trainBpe } from '../src/io/tokenizer/train.js';
+import { Tokenizer } from '../src/io/tokenizer/tokenizer.js';
+import { tokenizeRows, DataLoader, type Example, type Row } from '../src/train/data.js';
+import { Trainer } from '../src/train/loop.js';
+import { cosineSchedule } from '../src/train/schedule.js';
+import { getTask } from '../src/tasks/index.js';
+import { ema, renderChart, stackCharts, type Point } from '../src/report/plot.js';
+import { fp8Layers, enableBf16Gemms } from '../src/quant/fp8-linear.js';
+import { activeBackend } from '../src/tensor/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+// dist/bench -> repository root -> ../shared
+const ROOT = join(here, '..', '..');
+const CONFIGS: Record<string, string> = {
+  T1: join(ROOT, '..', 'shared', 'models', 't1-dense', 'config.json'),
+  M1: join(ROOT, '..', 'shared', 'models', 'm1-moe', 'config.json'),
+};
+
+const USAGE = 'usage: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S] ' +
+  '[--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
+  '[--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc] [--fp8-gemms fprop,dgrad,wgrad] [--yardstick 1e-6] [--bf16]';
+
+interface Opts {
+  json: boolean; models: string[]; steps: number; seeds: number[]; batch: number; seq: number; lr: number; warmup: number;
+  smooth: number; plotDir: string; threshold: number; problems: number;
+  /** Variants of the fp8 run, to attribute a difference: AdamW moment storage, Wgrad's X operand, GEMM engine. */
+  moments: 'f32' | 'bf16'; wgradInput: 'requantize-cached' | 'fresh'; gemm: 'f32' | 'fp8-acc';
+  /** Also run f32 from initial weights perturbed by this relative amount (0 = no such run). */
+  yardstick: number;
+  /** Also run with BF16-operand GEMMs in the same Linears (the paper's baseline precision). */
+  bf16: boolean;
+  /** Which GEMMs of the fp8 run are FP8 (ablation; default all). */
+  fp8Gemms: { fprop: boolean; dgrad: boolean; wgrad: boolean };
+}
+
+function parse(argv: string[]): Opts {
+  const o: Opts = {
+    json: false, models: ['T1', 'M1'], steps: 100, seeds: [0], batch: 4, seq: 128, lr: 1e-3, warmup: 10, smooth: 0.6,
+    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
+  };
+  const choice = <T extends string>(flag: string, v: string, allowed: readonly T[]): T => {
+    if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`bench fp8-train: ${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
+    return v as T;
+  };
+  const num = (flag: string, v: string, int: boolean, min: number): number => {
+    const x = Number(v);
+    if (!Number.isFinite(x) || (int && !Number.isInteger(x)) || x < min) throw new UsageError(`bench fp8-train: ${flag} must be ${int ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
+    return x;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`bench fp8-train: ${a} needs a value`);
+      return v;
+    };
+    if (a === '--json') o.json = true;
+    else if (a === '--model' || a === '--models') {
+      o.models = val().split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
+      for (const m of o.models) if (!CONFIGS[m]) throw new UsageError(`bench fp8-train: unknown model '${m}' (T1 or M1)`);
+    } else if (a === '--steps') o.steps = num(a, val(), true, 2);
+    else if (a === '--seeds') o.seeds = val().split(',').map((s) => num(a, s.trim(), true, 0));
+    else if (a === '--batch') o.batch = num(a, val(), true, 1);
+    else if (a === '--seq') o.seq = num(a, val(), true, 8);
+    else if (a === '--lr') o.lr = num(a, val(), false, 0);
+    else if (a === '--warmup') o.warmup = num(a, val(), true, 0);
+    else if (a === '--smooth') { o.smooth = num(a, val(), false, 0); if (o.smooth >= 1) throw new UsageError('bench fp8-train: --smooth must be in [0, 1)'); }
+    else if (a === '--plot-dir') o.plotDir = val();
+    else if (a === '--threshold') o.threshold = num(a, val(), false, 0);
+    else if (a === '--problems') o.problems = num(a, val(), true, 10);
+    else if (a === '--bf16') o.bf16 = true;
+    else if (a === '--fp8-gemms') {
+      const list = val().split(',').map((x) => x.trim()).filter(Boolean);
+      for (const g of list) choice(a, g, ['fprop', 'dgrad', 'wgrad'] as const);
+      o.fp8Gemms = { fprop: list.includes('fprop'), dgrad: list.includes('dgrad'), wgrad: list.includes('wgrad') };
+    }
+    else if (a === '--yardstick') o.yardstick = num(a, val(), false, 0);
+    else if (a === '--moments') o.moments = choice(a, val(), ['f32', 'bf16'] as const);
+    else if (a === '--wgrad-input') o.wgradInput = choice(a, val(), ['requantize-cached', 'fresh'] as const);
+    else if (a === '--gemm') o.gemm = choice(a, val(), ['f32', 'fp8-acc'] as const);
+    else if (a === '--help' || a === '-h') { console.log(USAGE); process.exit(0); }
+    else throw new UsageError(`bench fp8-train: unknown option '${a}'\n${USAGE}`);
+  }
+  if (o.warmup >= o.steps) throw new UsageError(`bench fp8-train: --warmup ${o.warmup} must be below --steps ${o.steps}`);
+  return o;
+}
+
+/** Arithmetic problems + traces, a BPE trained on them, tokenized documents (the same for every run). */
+function buildData(problems: number): { examples: Example[]; vocab: number; tokens: number } {
+  const task = getTask('arithmetic');
+  const docs = task.sample('train', problems, { seed: 1234 }).map((p) => `${p.prompt}\n${task.solve(p)}`);
+  const trained = trainBpe(docs.slice(0, 2000), 384, { splitDigits: true });
+  const tok = Tokenizer.fromJSON(trained.tokenizerJSON, { config: trained.tokenizerConfig });
+  const rows: Row[] = docs.map((text, i) => ({ kind: 'text', text, where: `arithmetic:${i + 1}` }));
+  const examples = tokenizeRows(rows, tok, null);
+  return { examples, vocab: trained.vocabSize, tokens: examples.reduce((a, e) => a + e.ids.length, 0) };
+}
+
+interface RunResult { loss: number[]; lmLoss: number[]; seconds: number; fp8Layers: number }
+
+function trainOnce(model: string, seed: number, mode: 'f32' | 'fp8' | 'bf16', examples: readonly Example[], o: Opts, perturb = 0): RunResult {
+  const cfg = loadConfig(CONFIGS[model]!);
+  const m = buildModel(cfg, { seed, maxPositions: Math.max(o.seq, 64) });
+  const precision = mode === 'fp8' ? 'fp8' : 'f32';
+  if (mode === 'bf16') enableBf16Gemms(m);
+  if (perturb > 0) {
+    // w <- w * (1 +- perturb), signs from a fixed LCG: a perturbation of the size of f32 rounding (1e-6 ~ 8 ulp).
+    let st = 12345;
+    for (const t of m.parameters()) {
+      const a = t.raw as Float32Array;
+      for (let i = t.offset; i < t.offset + t.size; i++) {
+        st = (Math.imul(st, 1664525) + 1013904223) >>> 0;
+        a[i] = a[i]! * (1 + (st & 1 ? perturb : -perturb));
+      }
+    }
+  }
+  const trainer = new Trainer(m, {
+    lr: cosineSchedule({ lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, minLr: o.lr * 0.1 }),
+    weightDecay: 0.1, clip: 1.0, mtpWeight: 0.3, biasGamma: 0.001, precision: mode === 'bf16' ? undefined : precision,
+    momentDtype: precision === 'fp8' ? o.moments : 'f32', fp8: { wgradInput: o.wgradInput, gemm: o.gemm, quantize: o.fp8Gemms },
+  });
+  const nFp8 = fp8Layers(m).length;
+  const loader = new DataLoader(examples, { batchSize: o.batch, seqLen: o.seq, seed, pack: true });
+  const loss: number[] = [], lmLoss: number[] = [];
+  const t0 = performance.now();
+  for (let s = 0; s < o.steps; s++) {
+    const r = trainer.trainStep([loader.next()]);
+    if (!Number.isFinite(r.loss)) throw new UsageError(`bench fp8-train: ${model} ${mode} seed ${seed} diverged at step ${r.step} (loss ${r.loss})`);
+    loss.push(r.loss);
+    lmLoss.push(r.lmLoss);
+    if (!o.json && (s + 1) % 10 === 0) process.stderr.write(`  ${model} ${mode}${perturb ? ' perturbed' : ''} seed ${seed}: step ${s + 1}/${o.steps} loss ${r.loss.toFixed(4)}\n`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  m.dispose();
+  return { loss, lmLoss, seconds, fp8Layers: nFp8 };
+}
+
+function smoothCurve(y: readonly number[], w: number): number[] {
+  return ema(y.map((v, i): Point => [i + 1, v]), w).map((p) => p[1]);
+}
+
+/** Relative difference of b vs a per step (after `skip` steps): max, mean, and the last-10% mean comparison. */
+function compare(a: readonly number[], b: readonly number[], skip: number, smooth: number) {
+  const sa = smoothCurve(a, smooth), sb = smoothCurve(b, smooth);
+  const rel = (x: readonly number[], y: readonly number[]) => x.map((v, i) => Math.abs(y[i]! - v) / Math.abs(v)).slice(skip);
+  const rs = rel(sa, sb), rr = rel(a, b);
+  const tail = Math.max(1, Math.round(a.length / 10));
+  const meanOf = (x: readonly number[]) => x.reduce((s, v) => s + v, 0) / x.length;
+  const ta = meanOf(a.slice(-tail)), tb = meanOf(b.slice(-tail));
+  return {
+    smoothed_max_pct: 100 * Math.max(...rs), smoothed_mean_pct: 100 * meanOf(rs),
+    raw_max_pct: 100 * Math.max(...rr), raw_mean_pct: 100 * meanOf(rr),
+    final_rel_pct: 100 * Math.abs(tb - ta) / ta, final_a: ta, final_b: tb,
+  };
+}
+
+const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
+
+export default async function run(argv: string[]): Promise<void> {
+  const o = parse(argv);
+  const data = buildData(o.problems);
+  if (!o.json) {
+    console.log(`fp8-train: ${o.models.join(', ')}; ${o.steps} steps x batch ${o.batch} x seq ${o.seq} (${o.batch * o.seq} tokens/step); seeds ${o.seeds.join(',')}; lr ${o.lr} (warmup ${o.warmup}, cosine to 10%); backend ${activeBackend()}`);
+    console.log(`data: ${data.examples.length} arithmetic problems + traces, ${data.tokens} tokens, BPE vocab ${data.vocab}; EMA smoothing ${o.smooth}; comparing steps ${o.warmup + 1}..${o.steps}`);
+  }
+  mkdirSync(o.plotDir, { recursive: true });
+  for (const model of o.models) {
+    const perSeed: {
+      seed: number; f32: RunResult; fp8: RunResult; cmp: ReturnType<typeof compare>; cmpLm: ReturnType<typeof compare>;
+      pert: RunResult | null; cmpPert: ReturnType<typeof compare> | null;
+      bf: RunResult | null; cmpBf: ReturnType<typeof compare> | null; cmpFp8Bf: ReturnType<typeof compare> | null;
+    }[] = [];
+    for (const seed of o.seeds) {
+      const f32 = trainOnce(model, seed, 'f32', data.examples, o);
+      const fp8 = trainOnce(model, seed, 'fp8', data.examples, o);
+      const pert = o.yardstick > 0 ? trainOnce(model, seed, 'f32', data.examples, o, o.yardstick) : null;
+      const bf = o.bf16 ? trainOnce(model, seed, 'bf16', data.examples, o) : null;
+      perSeed.push({
+        seed, f32, fp8, cmp: compare(f32.loss, fp8.loss, o.warmup, o.smooth), cmpLm: compare(f32.lmLoss, fp8.lmLoss, o.warmup, o.smooth),
+        pert, cmpPert: pert ? compare(f32.loss, pert.loss, o.warmup, o.smooth) : null,
+        bf, cmpBf: bf ? compare(f32.loss, bf.loss, o.warmup, o.smooth) : null, cmpFp8Bf: bf ? compare(bf.loss, fp8.loss, o.warmup, o.smooth) : null,
+      });
+    }
+    // Yardstick: f32 seed-to-seed difference (init + data order), when there are two seeds.
+    const yard = perSeed.length >= 2 ? compare(perSeed[0]!.f32.loss, perSeed[1]!.f32.loss, o.warmup, o.smooth) : null;
+    const worstMax = Math.max(...perSeed.map((p) => p.cmp.smoothed_max_pct));
+    const worstMean = Math.max(...perSeed.map((p) => p.cmp.smoothed_mean_pct));
+
+    // Plot: per seed, both curves as measured (faint) and smoothed (bold), plus the relative difference panel.
+    const charts = [];
+    for (const p of perSeed) {
+      const pts = (y: readonly number[]): Point[] => y.map((v, i) => [i + 1, v]);
+      const curves = [{ name: 'f32', points: pts(p.f32.loss) }, { name: 'fp8', points: pts(p.fp8.loss) }];
+      if (p.pert) curves.push({ name: `f32, init x (1 +- ${o.yardstick})`, points: pts(p.pert.loss) });
+      if (p.bf) curves.push({ name: 'bf16 GEMMs', points: pts(p.bf.loss) });
+      charts.push(renderChart(curves, {
+        title: `${model} training loss, seed ${p.seed} (smoothed max rel diff ${p.cmp.smoothed_max_pct.toFixed(3)}%)`, xLabel: 'step', yLabel: 'loss',
+        width: 900, height: 420, smooth: o.smooth,
+      }));
+      const sa = smoothCurve(p.f32.loss, o.smooth), sb = smoothCurve(p.fp8.loss, o.smooth);
+      const diffs = [{ name: 'fp8 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sb[i]! - v) / v]) }];
+      if (p.pert) {
+        const sp = smoothCurve(p.pert.loss, o.smooth);
+        diffs.push({ name: 'perturbed f32 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sp[i]! - v) / v]) });
+      }
+      if (p.bf) {
+        const sbf = smoothCurve(p.bf.loss, o.smooth);
+        diffs.push({ name: 'bf16 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sbf[i]! - v) / v]) });
+      }
+      charts.push(renderChart(diffs, {
+        title: `${model} seed ${p.seed}: relative difference of the smoothed losses from f32, %`, xLabel: 'step', yLabel: '%', width: 900, height: 260,
+      }));
+    }
+    const chart = stackCharts(charts);
+    const png = join(o.plotDir, `fp8-train-${model}.png`), svg = join(o.plotDir, `fp8-train-${model}.svg`);
+    writeFileSync(png, chart.toPng());
+    writeFileSync(svg, chart.toSvg());
+
+    const row = {
+      bench: 'fp8-train', model, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds,
+      fp8_layers: perSeed[0]!.fp8.fp8Layers,
+      smoothed_max_rel_pct: r4(worstMax), smoothed_mean_rel_pct: r4(worstMean), threshold_pct: o.threshold, within: worstMax <= o.threshold,
+      per_seed: perSeed.map((p) => ({
+        seed: p.seed, f32_s: r4(p.f32.seconds), fp8_s: r4(p.fp8.seconds),
+        first_loss: r4(p.f32.loss[0]!), final_loss_f32: r4(p.cmp.final_a), final_loss_fp8: r4(p.cmp.final_b),
+        loss: Object.fromEntries(Object.entries(p.cmp).map(([k, v]) => [k, r4(v)])),
+        lm_loss: Object.fromEntries(Object.entries(p.cmpLm).map(([k, v]) => [k, r4(v)])),
+        f32_losses: p.f32.loss.map(r4), fp8_losses: p.fp8.loss.map(r4),
+        perturbed_f32: p.cmpPert ? Object.fromEntries(Object.entries(p.cmpPert).map(([k, v]) => [k, r4(v)])) : null,
+        perturbed_f32_losses: p.pert ? p.pert.loss.map(r4) : null,
+        bf16_vs_f32: p.cmpBf ? Object.fromEntries(Object.entries(p.cmpBf).map(([k, v]) => [k, r4(v)])) : null,
+        fp8_vs_bf16: p.cmpFp8Bf ? Object.fromEntries(Object.entries(p.cmpFp8Bf).map(([k, v]) => [k, r4(v)])) : null,
+        bf16_losses: p.bf ? p.bf.loss.map(r4) : null, bf16_s: p.bf ? r4(p.bf.seconds) : null,
+      })),
+      f32_seed_to_seed: yard ? Object.fromEntries(Object.entries(yard).map(([k, v]) => [k, r4(v)])) : null,
+      plot_png: png, plot_svg: svg,
+    };
+    if (o.json) { console.log(JSON.stringify(row)); continue; }
+    console.log(`\n${model}: ${row.fp8_layers} Linear layers in FP8 (GEMMs ${row.fp8_gemms}, moments ${o.moments}, Wgrad X ${o.wgradInput}, GEMM ${o.gemm})`);
+    console.log('seed | f32 s | fp8 s | loss step1 | final f32 | final fp8 | smoothed rel diff max / mean | raw max / mean | final rel');
+    for (const p of perSeed) {
+      const c = p.cmp;
+      console.log(`${String(p.seed).padStart(4)} | ${p.f32.seconds.toFixed(0).padStart(5)} | ${p.fp8.seconds.toFixed(0).padStart(5)} | ${p.f32.loss[0]!.toFixed(4).padStart(10)} | ` +
+        `${c.final_a.toFixed(4).padStart(9)} | ${c.final_b.toFixed(4).padStart(9)} | ${c.smoothed_max_pct.toFixed(3)}% / ${c.smoothed_mean_pct.toFixed(3)}% | ` +
+        `${c.raw_max_pct.toFixed(3)}% / ${c.raw_mean_pct.toFixed(3)}% | ${c.final_rel_pct.toFixed(3)}%`);
+    }
+    for (const p of perSeed) {
+      if (p.cmpBf && p.cmpFp8Bf) {
+        console.log(`seed ${p.seed}: bf16-GEMM run vs f32: smoothed max ${p.cmpBf.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpBf.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpBf.final_rel_pct.toFixed(3)}%; ` +
+          `fp8 vs bf16 (the paper's comparison): smoothed max ${p.cmpFp8Bf.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpFp8Bf.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpFp8Bf.final_rel_pct.toFixed(3)}%`);
+      }
+      if (p.cmpPert) console.log(`seed ${p.seed}: f32 from init x (1 +- ${o.yardstick}) vs f32 (yardstick): smoothed max ${p.cmpPert.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpPert.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpPert.final_rel_pct.toFixed(3)}%`);
+    }
+    if (yard) console.log(`f32 seed ${o.seeds[0]} vs seed ${o.seeds[1]} (yardstick): smoothed max ${yard.smoothed_max_pct.toFixed(3)}%, mean ${yard.smoothed_mean_pct.toFixed(3)}%`);
+    console.log(`${model}: FP8 vs f32 smoothed loss, max ${worstMax.toFixed(3)}% / mean ${worstMean.toFixed(3)}% relative over steps ${o.warmup + 1}..${o.steps} ` +
+      `(${o.seeds.length} seed${o.seeds.length > 1 ? 's' : ''}): ${row.within ? 'within' : 'NOT within'} ${o.threshold}%`);
+    console.log(`plot: ${png} (${svg})`);
+  }
+}
