@@ -8,7 +8,8 @@
         "native/threads.c",
         "native/gemm.c",
         "native/kernels.c",
-        "native/fp8.c"
+        "native/fp8.c",
+        "native/qgemm.c"
       ],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wno-unused-function"],
       "cflags!": ["-O2"],

@@ -77,6 +77,9 @@ export interface ForwardResult {
 export class DenseCausalLM extends Module {
   readonly model: DenseBody;
   readonly lm_head: Linear | null;
+  /** Inference hook for a tied head (no lm_head): when set, it computes the logits instead of n . embed^T
+   * (src/infer/weights.ts installs a packed bf16/fp8 copy of the head; the embedding stays f32 for lookups). */
+  tiedHeadImpl: ((n: Tensor) => Tensor) | null = null;
   readonly cos: Tensor;
   readonly sin: Tensor;
   constructor(readonly config: DenseConfig, opts: BuildOptions = {}) {
@@ -110,7 +113,8 @@ export class DenseCausalLM extends Module {
   /** Final norm + output head on hidden rows [R, hidden] -> logits [R, vocab]. */
   head(h: Tensor): Tensor {
     const n = this.model.norm.forward(h);
-    return this.lm_head ? this.lm_head.forward(n) : n.matmul(this.model.embed_tokens.weight.T);
+    if (this.lm_head) return this.lm_head.forward(n);
+    return this.tiedHeadImpl ? this.tiedHeadImpl(n) : n.matmul(this.model.embed_tokens.weight.T);
   }
 
   /**

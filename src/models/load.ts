@@ -7,11 +7,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
-import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, type SavedFolder } from '../io/hf-folder.js';
+import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, toF32, SCALE_INV_SUFFIX, type SavedFolder } from '../io/hf-folder.js';
+import type { TensorSource } from '../io/safetensors.js';
+import {
+  packableLinears, packMatrix, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
+} from '../infer/weights.js';
+import { packedBytes, type PackedMatrix } from '../infer/qgemm.js';
+import { scaleShape } from '../quant/blockwise.js';
 import type { WriteTensor } from '../io/safetensors.js';
 import { isDeepseek, type ModelConfig } from './config.js';
 import { DenseCausalLM } from './llama.js';
 import { DeepseekV3ForCausalLM } from './deepseek-v3.js';
+import { Linear } from '../nn/linear.js';
 import { Tokenizer } from '../io/tokenizer/tokenizer.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
 
@@ -39,6 +46,13 @@ export interface LoadOptions {
   mtp?: boolean;
   /** Called after each tensor with (tensors done, total, bytes done, total bytes) — for a progress bar. */
   onProgress?: (done: number, total: number, bytes: number, totalBytes: number) => void;
+  /**
+   * How Linear weights are held for inference (src/infer/weights.ts): 'f32' (default, trainable), or packed 'bf16' /
+   * 'fp8' (E4M3 + 128x128 block scales; inference only). Each weight is packed right after it is read, so the f32
+   * copies do not pile up. An FP8 checkpoint's F8_E4M3 weights with 128x128 `weight_scale_inv` load as fp8 as they
+   * are in the file (no dequantize / requantize round trip).
+   */
+  weights?: WeightFormat;
 }
 
 export interface LoadedModel {
@@ -48,6 +62,21 @@ export interface LoadedModel {
   tokenizer: Tokenizer | null;
   generationConfig: Record<string, unknown> | null;
   dir: string;
+  /** What the Linear weights were packed to (null or absent for f32). */
+  packed?: PackSummary | null;
+}
+
+/** An FP8 checkpoint weight kept as it is: E4M3 codes + its 128x128 `_scale_inv` (checked), no conversion. */
+function readFp8Packed(src: TensorSource, name: string, rows: number, cols: number): PackedMatrix {
+  const sname = name + SCALE_INV_SUFFIX;
+  const sinfo = src.info(sname);
+  const [sr, sc] = scaleShape(rows, cols, 128, 128);
+  if (sinfo.shape.length !== 2 || sinfo.shape[0] !== sr || sinfo.shape[1] !== sc) {
+    throw new FormatError(`${sinfo.file}: tensor '${sname}': shape [${sinfo.shape.join(', ')}] does not match weight '${name}' [${rows}, ${cols}] in 128x128 blocks (expected [${sr}, ${sc}])`);
+  }
+  const data = src.readBytes(name);
+  checkNoNaNCodes(data, `${src.info(name).file}: tensor '${name}'`);
+  return { format: 'fp8', rows, cols, data, scaleInv: toF32(src.readRaw(sname), `${sinfo.file}: tensor '${sname}'`) };
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
@@ -62,8 +91,19 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
     const model = isDeepseek(config)
       ? new DeepseekV3ForCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions, mtp: mtp && hasMtp })
       : new DenseCausalLM(config, { init: 'empty', maxPositions: opts.maxPositions });
+    let pack: PackSummary | null = null;
     try {
       const params = new Map(model.namedParameters());
+      const fmt = opts.weights ?? 'f32';
+      if (fmt !== 'f32' && fmt !== 'bf16' && fmt !== 'fp8') throw new FormatError(`loadModel: weights must be 'f32', 'bf16' or 'fp8', got '${String(fmt)}'`);
+      const packTargets = fmt === 'f32' ? null : packableLinears(model);
+      if (fmt !== 'f32') {
+        model.eval(); // packed layers are inference-only
+        pack = { format: fmt, layers: 0, params: 0, bytesBefore: 0, bytesAfter: 0, tiedHeadBytes: 0, kept: [] };
+        for (const [path, m] of model.namedModules()) {
+          if (m instanceof Linear && !packTargets!.has(`${path}.weight`)) pack.kept.push(`${path}.weight`);
+        }
+      }
       const problems: string[] = [];
       const seen = new Set<string>();
       const todo = names.filter((n) => params.has(n));
@@ -84,8 +124,25 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
           continue;
         }
         seen.add(name);
+        const layer = packTargets?.get(name);
+        const path = name.slice(0, -'.weight'.length);
+        const bs = folder.fp8BlockSize;
+        if (layer && fmt === 'fp8' && info.dtype === 'F8_E4M3' && src.has(name + SCALE_INV_SUFFIX) && (!bs || (bs[0] === 128 && bs[1] === 128))) {
+          const packed = readFp8Packed(src, name, layer.outFeatures, layer.inFeatures);
+          installPacked(layer, packed, path);
+          pack!.layers++; pack!.params += p.size; pack!.bytesBefore += p.size * 4; pack!.bytesAfter += packedBytes(packed);
+          bytes += info.end - info.begin;
+          opts.onProgress?.(++done, todo.length, bytes, totalBytes);
+          continue;
+        }
         // Streamed straight into the parameter's storage: no second copy of any tensor (RSS stays ~1x the weights).
-        readWeightF32Into(src, name, (p.raw as Float32Array).subarray(p.offset, p.offset + p.size), { blockSize: folder.fp8BlockSize ?? undefined });
+        const view = (p.raw as Float32Array).subarray(p.offset, p.offset + p.size);
+        readWeightF32Into(src, name, view, { blockSize: bs ?? undefined });
+        if (layer && fmt !== 'f32') {
+          const packed = packMatrix(view, layer.outFeatures, layer.inFeatures, fmt, name);
+          installPacked(layer, packed, path); // releases the f32 copy just read
+          pack!.layers++; pack!.params += p.size; pack!.bytesBefore += p.size * 4; pack!.bytesAfter += packedBytes(packed);
+        }
         bytes += info.end - info.begin;
         opts.onProgress?.(++done, todo.length, bytes, totalBytes);
       }
@@ -94,12 +151,13 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
         const shown = problems.length > 40 ? [...problems.slice(0, 40), `... and ${problems.length - 40} more`] : problems;
         throw new FormatError(`${dir}: weights do not match config.json (${problems.length} problems):\n  ${shown.join('\n  ')}`);
       }
+      if (pack && pack.format !== 'f32') pack.tiedHeadBytes = packTiedHead(model, pack.format);
     } catch (e) {
       model.dispose();
       throw e;
     }
     const tokenizer = folder.tokenizerJson ? Tokenizer.load(dir) : null;
-    return { config, model, tokenizer, generationConfig: folder.generationConfig, dir };
+    return { config, model, tokenizer, generationConfig: folder.generationConfig, dir, packed: pack };
   } finally {
     folder.close();
   }

@@ -3,7 +3,7 @@ import { parseFlags, numberFlag } from '../args.js';
 import { UsageError } from '../../errors.js';
 import { getTask, taskNames } from '../../tasks/index.js';
 import { evaluateTask } from '../../train/evaluate.js';
-import { loadChatModel } from '../sampling-flags.js';
+import { loadChatModel, WEIGHTS_FLAG, weightsFlag } from '../sampling-flags.js';
 import { Progress } from '../progress.js';
 import { MetricsWriter } from '../../train/metrics.js';
 
@@ -22,7 +22,9 @@ top-p 0.95), as the R1 paper reports it. Answers are checked by the task's rule-
   --seed N           problem draw and sampling seed (default 0)
   --no-think         do not force "<think>\\n"
   --metrics FILE     append the result as a JSONL line (for r1 plot)
-  --json             one JSON object`;
+  --json             one JSON object
+  --weights F        Linear weights: f32 (default), bf16 or fp8 (E4M3 + 128x128 block scales); fewer
+                     weight bytes decode faster (see r1 run --help)`;
 
 const command: Command = {
   name: 'eval',
@@ -31,7 +33,7 @@ const command: Command = {
   async run(argv) {
     const { values, positionals } = parseFlags('eval', argv, {
       task: { type: 'string' }, problems: { type: 'string' }, difficulty: { type: 'string' }, k: { type: 'string' }, 'max-tokens': { type: 'string' },
-      batch: { type: 'string' }, seed: { type: 'string' }, 'no-think': { type: 'boolean' }, metrics: { type: 'string' },
+      batch: { type: 'string' }, seed: { type: 'string' }, 'no-think': { type: 'boolean' }, metrics: { type: 'string' }, ...WEIGHTS_FLAG,
     });
     if (values['help']) { console.log(usage); return 0; }
     if (positionals.length !== 1) throw new UsageError(`r1 eval: expected one model folder, got ${positionals.length} arguments. See 'r1 eval --help'.`);
@@ -43,7 +45,7 @@ const command: Command = {
     const difficulty = values['difficulty'] === undefined ? undefined : numberFlag('eval', 'difficulty', values['difficulty'], { int: true });
     if (difficulty !== undefined && !task.difficulties.includes(difficulty)) throw new UsageError(`r1 eval: --difficulty ${difficulty} is not one of ${task.name}'s levels (${task.difficulties.join(', ')})`);
     const json = values['json'] === true;
-    const chat = loadChatModel(positionals[0]!, undefined, json, numberFlag('eval', 'batch', values['batch'], { int: true, min: 1, def: 32 }));
+    const chat = loadChatModel(positionals[0]!, undefined, json, numberFlag('eval', 'batch', values['batch'], { int: true, min: 1, def: 32 }), weightsFlag('eval', values));
     const problems = task.sample('test', n, { seed, difficulty });
     const bar = json ? null : new Progress({ total: n * (k + 1), label: 'eval', unit: 'completions' });
     const r = await evaluateTask(chat, task, problems, { k, seed, maxTokens: numberFlag('eval', 'max-tokens', values['max-tokens'], { int: true, min: 1, def: 256 }), think: values['no-think'] !== true, onProgress: (d) => bar?.update(d) });

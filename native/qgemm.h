@@ -1,0 +1,24 @@
+/* Packed-weight matrix products for inference: Y[M,N] = X[M,K] . W^T (+ bias), W [N,K] row-major stored as
+ *   R1_QW_BF16: bfloat16 bit patterns (uint16, the top half of an IEEE f32), or
+ *   R1_QW_E4M3: FP8 E4M3fn codes (uint8) with f32 dequantization factors scale_inv per 128 x 128 block,
+ *               row-major [ceil(N/128), ceil(K/128)]: w[n,k] = decode(code[n,k]) * scale_inv[n/128, k/128]
+ *               (the DeepSeek-V3 `weight_scale_inv` convention, src/quant/blockwise.ts).
+ * The dequantization is fused into the product (no f32 copy of W for small M); see qgemm.c. */
+#ifndef R1_QGEMM_H
+#define R1_QGEMM_H
+#include <node_api.h>
+#include <stdint.h>
+
+enum { R1_QW_BF16 = 0, R1_QW_E4M3 = 1 };
+#define R1_QW_BLOCK 128
+
+/* X, Y contiguous row-major (ldx = K, ldy = N). scale_inv ignored for bf16; bias may be NULL. Multithreaded. */
+void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *scale_inv,
+              const float *bias, float *Y);
+/* Dequantize rows [r0, r1) of W into dst (row-major, (r1 - r0) x K). Multithreaded. */
+void r1_qdequant(int fmt, long N, long K, const void *W, const float *scale_inv, long r0, long r1, float *dst);
+
+/* N-API entry points (registered in addon.c). */
+napi_value r1_napi_qgemm(napi_env env, napi_callback_info info);
+napi_value r1_napi_qdequant(napi_env env, napi_callback_info info);
+#endif

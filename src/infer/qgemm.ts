@@ -1,0 +1,164 @@
+/**
+ * Packed weight matrices for inference and their product y = x W^T (+ b), with W [N, K] stored as
+ *   - bf16: Uint16Array bit patterns (the top half of an f32, rounded to nearest even), 2 bytes / weight;
+ *   - fp8:  E4M3fn codes (Uint8Array) + f32 dequantization factors per 128 x 128 block, row-major
+ *           [ceil(N / 128), ceil(K / 128)], w = decode(code) * scaleInv (DeepSeek-V3 technical report
+ *           section 3.3.2; the released checkpoints' `weight_scale_inv`; src/quant/blockwise.ts), 1 byte / weight.
+ *
+ * The product runs in native/qgemm.c (dequantization fused into the GEMV/GEMM, AVX-512 / AVX2+F16C / scalar)
+ * when the addon is loaded, else in the TypeScript reference below (same definition, f32 weights, f64-free f32
+ * accumulation order differs). R1_BACKEND=js forces the reference.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNative } from '../tensor/backends/native.js';
+import { bf16BitsToF32 } from '../tensor/backends/js.js';
+import { decodeTable } from '../quant/fp8.js';
+import { DEFAULT_BLOCK, scaleShape } from '../quant/blockwise.js';
+import { FormatError, ShapeError } from '../errors.js';
+
+export type PackedFormat = 'bf16' | 'fp8';
+
+export interface PackedMatrix {
+  format: PackedFormat;
+  /** Output features N (rows of W). */
+  rows: number;
+  /** Input features K (columns of W). */
+  cols: number;
+  /** bf16 bit patterns (Uint16Array) or E4M3 codes (Uint8Array), row-major [rows, cols]. */
+  data: Uint16Array | Uint8Array;
+  /** fp8 only: dequantization factors [ceil(rows / 128), ceil(cols / 128)]; null for bf16. */
+  scaleInv: Float32Array | null;
+}
+
+/** Bytes a packed matrix occupies (weights + scales). */
+export function packedBytes(w: PackedMatrix): number {
+  return w.data.byteLength + (w.scaleInv ? w.scaleInv.byteLength : 0);
+}
+
+interface QgemmAddon {
+  qgemm(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null,
+    bias: Float32Array | null, M: number, N: number, K: number): void;
+  qdequant(dst: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null, N: number, K: number,
+    r0: number, r1: number): void;
+}
+
+let addon: QgemmAddon | null | undefined;
+let nativeOn = process.env['R1_BACKEND'] !== 'js';
+
+/** Use the native kernels (default when the addon is built) or the TypeScript reference. */
+export function setQgemmNative(on: boolean): void {
+  nativeOn = on;
+}
+
+/** The addon's qgemm/qdequant, or null (disabled, not built, or built before qgemm.c existed). */
+export function qgemmNative(): QgemmAddon | null {
+  if (!nativeOn) return null;
+  if (addon !== undefined) return addon;
+  addon = null;
+  if (!loadNative()) return null;
+  // The same file loadNative() loaded (require caches it by path).
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(d, 'package.json'))) {
+      const p = join(d, 'build', 'Release', 'r1native.node');
+      if (existsSync(p)) {
+        const mod = createRequire(import.meta.url)(p) as Partial<QgemmAddon>;
+        if (typeof mod.qgemm === 'function' && typeof mod.qdequant === 'function') addon = mod as QgemmAddon;
+      }
+      break;
+    }
+    const up = dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  return addon;
+}
+
+/** Throws unless `w` is a well-formed packed matrix. */
+export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
+  const { rows, cols } = w;
+  if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 0) {
+    throw new ShapeError(`${what}: invalid shape [${rows}, ${cols}]`);
+  }
+  if (w.format === 'bf16') {
+    if (!(w.data instanceof Uint16Array)) throw new FormatError(`${what}: bf16 weights must be a Uint16Array`);
+  } else if (w.format === 'fp8') {
+    if (!(w.data instanceof Uint8Array)) throw new FormatError(`${what}: fp8 weights must be a Uint8Array of E4M3 codes`);
+    const [sr, sc] = scaleShape(rows, cols, DEFAULT_BLOCK, DEFAULT_BLOCK);
+    if (!w.scaleInv || w.scaleInv.length !== sr * sc) {
+      throw new ShapeError(`${what}: fp8 needs scaleInv [${sr}, ${sc}] (128x128 blocks of [${rows}, ${cols}]), got ${w.scaleInv ? w.scaleInv.length : 'none'}`);
+    }
+  } else {
+    throw new FormatError(`${what}: unknown packed format ${String((w as { format: unknown }).format)}`);
+  }
+  if (w.data.length !== rows * cols) throw new ShapeError(`${what}: ${w.data.length} values do not fill [${rows}, ${cols}]`);
+}
+
+/**
+ * y[M, N] = x[M, K] . W^T (+ bias[N]); x and y contiguous row-major. y is returned (allocated when not given).
+ */
+export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
+  const N = w.rows, K = w.cols;
+  if (x.length < M * K) throw new ShapeError(`qgemm: x holds ${x.length} values, need ${M} x ${K}`);
+  const out = y ?? new Float32Array(M * N);
+  if (out.length < M * N) throw new ShapeError(`qgemm: y holds ${out.length} values, need ${M} x ${N}`);
+  if (bias && bias.length < N) throw new ShapeError(`qgemm: bias holds ${bias.length} values, need ${N}`);
+  const n = qgemmNative();
+  if (n) {
+    n.qgemm(out, x, w.data, w.scaleInv, bias, M, N, K);
+    return out;
+  }
+  return qgemmJs(x, M, w, bias, out);
+}
+
+/** The TypeScript reference: dequantize row by row (f32, as dequantizeBlockwise) and accumulate in f32. */
+export function qgemmJs(x: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
+  const N = w.rows, K = w.cols;
+  const out = y ?? new Float32Array(M * N);
+  const row = new Float32Array(K);
+  for (let j = 0; j < N; j++) {
+    dequantRowJs(w, j, row);
+    const b = bias ? bias[j]! : 0;
+    for (let i = 0; i < M; i++) {
+      let s = 0;
+      const xo = i * K;
+      for (let p = 0; p < K; p++) s = Math.fround(s + Math.fround(x[xo + p]! * row[p]!));
+      out[i * N + j] = Math.fround(s + b);
+    }
+  }
+  return out;
+}
+
+function dequantRowJs(w: PackedMatrix, j: number, row: Float32Array): void {
+  const K = w.cols;
+  if (w.format === 'bf16') {
+    const d = w.data as Uint16Array;
+    for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[j * K + p]!);
+    return;
+  }
+  const t = decodeTable('e4m3');
+  const d = w.data as Uint8Array;
+  const sc = Math.ceil(K / DEFAULT_BLOCK);
+  const srow = Math.floor(j / DEFAULT_BLOCK) * sc;
+  for (let p = 0; p < K; p++) row[p] = t[d[j * K + p]!]! * w.scaleInv![srow + Math.floor(p / DEFAULT_BLOCK)]!;
+}
+
+/** W (or rows [r0, r1) of it) as f32, row-major. */
+export function dequantPacked(w: PackedMatrix, r0 = 0, r1 = w.rows, out?: Float32Array): Float32Array {
+  const K = w.cols;
+  const dst = out ?? new Float32Array((r1 - r0) * K);
+  const n = qgemmNative();
+  if (n) {
+    n.qdequant(dst, w.data, w.scaleInv, w.rows, K, r0, r1);
+    return dst;
+  }
+  const row = new Float32Array(K);
+  for (let j = r0; j < r1; j++) {
+    dequantRowJs(w, j, row);
+    dst.set(row, (j - r0) * K);
+  }
+  return dst;
+}

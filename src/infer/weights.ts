@@ -1,0 +1,228 @@
+/**
+ * Packed weights for inference: every eligible Linear of a model gets a LinearImpl (src/nn/linear.ts) that keeps
+ * its weight as bf16 (2 bytes / parameter) or FP8 E4M3 with 128 x 128 block scales (1 byte / parameter + one f32
+ * per block; DeepSeek-V3 technical report section 3.3.2, the `weight_scale_inv` convention of the released
+ * checkpoints, src/quant/blockwise.ts) and multiplies through native/qgemm.c with the dequantization fused in.
+ * Batch-1 decode reads every weight once per token, so its speed follows the weight bytes.
+ *
+ * Inference only: a packed layer has no autograd. Its forward throws UsageError when gradients are being recorded
+ * (grad mode on and the input requires grad, or the layer is in training mode); the inference paths run under
+ * noGrad() with model.eval() (src/infer/kv-cache.ts, speculative.ts).
+ *
+ * The f32 weight is released: the parameter tensor is disposed (any later read, e.g. saving the model, throws
+ * DisposedError naming it) and its storage drops the array, so the bytes go back to the garbage collector; weights
+ * that came from the tensor pool are dropped from the pool too (clearPool), not kept for reuse. Shapes stay, so
+ * parameter counts still add up. Biases stay f32 (they are tiny and added in the kernel).
+ *
+ * Layers left in f32: DeepSeek MLA's kv_b_proj (the absorbed attention path reads kv_b_proj.weight directly,
+ * src/models/deepseek-v3.ts), the MoE gate (not a Linear), embeddings and norms. A tied output head (the dense
+ * models' lm_head = embed_tokens.weight^T) keeps the f32 embedding for the token lookup and, when the model offers
+ * the `tiedHeadImpl` hook, gets a packed copy of the head for the logits product (opts.tiedHead, default on):
+ * it is the largest matrix of a small model (S1: 136M of 494M parameters).
+ */
+import { Tensor, empty, isGradEnabled, clearPool } from '../tensor/index.js';
+import type { Module } from '../nn/module.js';
+import { Linear, type LinearImpl } from '../nn/linear.js';
+import { loadNative } from '../tensor/backends/native.js';
+import { f32ToBf16Bits } from '../tensor/backends/js.js';
+import { quantizeWeight } from '../quant/blockwise.js';
+import { DTypeError, FormatError, ShapeError, UsageError } from '../errors.js';
+import { checkPacked, packedBytes, qgemm, type PackedFormat, type PackedMatrix } from './qgemm.js';
+
+export type WeightFormat = 'f32' | PackedFormat;
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'bf16', 'fp8'];
+
+/** Parse a --weights value. */
+export function parseWeightFormat(s: string, where = '--weights'): WeightFormat {
+  if (s === 'f32' || s === 'bf16' || s === 'fp8') return s;
+  throw new UsageError(`${where} must be one of ${WEIGHT_FORMATS.join(', ')}, got '${s}'`);
+}
+
+/** Pack a row-major f32 matrix [rows, cols]: bf16 rounds to nearest even; fp8 quantizes per 128 x 128 block. */
+export function packMatrix(w: Float32Array, rows: number, cols: number, format: PackedFormat, where = 'packMatrix'): PackedMatrix {
+  if (w.length !== rows * cols) throw new ShapeError(`${where}: ${w.length} values do not fill [${rows}, ${cols}]`);
+  for (let i = 0; i < w.length; i++) {
+    if (!Number.isFinite(w[i]!)) throw new FormatError(`${where}: weight [${rows}, ${cols}] holds a non-finite value (${w[i]}) at ${i}; packed formats need finite weights`);
+  }
+  if (format === 'bf16') {
+    const data = new Uint16Array(w.length);
+    const nat = loadNative();
+    if (nat && w.length > 0) nat.cast(data, 'bf16', w, 'f32', w.length); // same round-to-nearest-even as f32ToBf16Bits
+    else for (let i = 0; i < w.length; i++) data[i] = f32ToBf16Bits(w[i]!);
+    return { format, rows, cols, data, scaleInv: null };
+  }
+  if (format === 'fp8') {
+    const q = quantizeWeight(w, rows, cols); // 128 x 128 blocks, e4m3, scaleInv = amax / 448
+    return { format, rows, cols, data: q.codes, scaleInv: q.scaleInv };
+  }
+  throw new FormatError(`${where}: unknown packed format '${String(format)}' (bf16, fp8)`);
+}
+
+/** E4M3fn's NaN codes (0x7f, 0xff): the kernels' SIMD decode does not reproduce NaN, so packed fp8 refuses them. */
+export function checkNoNaNCodes(codes: Uint8Array, where: string): void {
+  for (let i = 0; i < codes.length; i++) {
+    if ((codes[i]! & 0x7f) === 0x7f) throw new FormatError(`${where}: FP8 E4M3 NaN code 0x${codes[i]!.toString(16)} at element ${i}`);
+  }
+}
+
+function viewF32(t: Tensor): Float32Array {
+  if (t.dtype !== 'f32') throw new DTypeError(`${t.describe()}: packed inference needs f32 tensors, got ${t.dtype}`);
+  return (t.raw as Float32Array).subarray(t.offset, t.offset + t.size);
+}
+
+/** The LinearImpl of a packed layer: y = x W^T + b through native/qgemm.c (or its TypeScript reference). */
+export class PackedLinear implements LinearImpl {
+  readonly name: string;
+  constructor(readonly weight: PackedMatrix, readonly path: string) {
+    checkPacked(weight, path);
+    this.name = `packed-${weight.format}`;
+  }
+
+  /** y [..., N] = x [..., K] W^T (+ bias) for a layer of this shape. */
+  apply(x: Tensor, bias: Tensor | null, training: boolean): Tensor {
+    const K = this.weight.cols, N = this.weight.rows;
+    if (isGradEnabled() && (x.requiresGrad || training)) {
+      throw new UsageError(`${this.path}: ${this.weight.format} packed weights are inference-only (no autograd); run under noGrad() with model.eval(), or load the model with --weights f32 to train`);
+    }
+    if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${this.path}: expects [..., ${K}], got ${x.describe()}`);
+    if (x.dtype !== 'f32') throw new DTypeError(`${this.path}: packed weights take f32 activations, got ${x.describe()}`);
+    const xc = x.isContiguous() ? x : x.contiguous();
+    const M = x.size / K;
+    const out = empty([...x.shape.slice(0, -1), N], 'f32');
+    qgemm(viewF32(xc), M, this.weight, bias ? viewF32(bias) : null, out.raw as Float32Array);
+    if (xc !== x) xc.dispose();
+    return out;
+  }
+
+  forward(x: Tensor, layer: Linear): Tensor {
+    return this.apply(x, layer.bias, layer.training);
+  }
+}
+
+/**
+ * Drop a parameter's f32 array (see the header): dispose the tensor, then make its storage forget the array so the
+ * garbage collector reclaims it. A pooled array went back to the tensor pool on dispose; the pool is cleared so it
+ * is not kept there either (the pool only caches idle buffers, refilled on demand).
+ */
+export function releaseTensor(t: Tensor): void {
+  const st = t.storage;
+  t.dispose();
+  if (st.refs > 0) return; // another view still uses the array
+  st.data = new Float32Array(0);
+  if (st.pooled) clearPool();
+}
+
+/** Install a packed weight on a Linear and release its f32 weight. */
+export function installPacked(layer: Linear, packed: PackedMatrix, path: string): PackedLinear {
+  if (packed.rows !== layer.outFeatures || packed.cols !== layer.inFeatures) {
+    throw new ShapeError(`${path}: packed weight [${packed.rows}, ${packed.cols}] does not fit Linear(${layer.inFeatures} -> ${layer.outFeatures})`);
+  }
+  const impl = new PackedLinear(packed, path);
+  layer.impl = impl;
+  if (!layer.weight.isDisposed) releaseTensor(layer.weight);
+  return impl;
+}
+
+/** Whether a Linear (at HF path `path`, without '.weight') may be packed. */
+export function isPackable(path: string, layer: Linear): boolean {
+  // MLA's absorbed inference path reads kv_b_proj.weight itself (deepseek-v3.ts): it must stay a dense f32 tensor.
+  if (/(^|\.)kv_b_proj$/.test(path)) return false;
+  return layer.weight.dtype === 'f32' && !layer.weight.isDisposed && !layer.impl;
+}
+
+/** The packable Linears of a model by parameter name ('<path>.weight'). */
+export function packableLinears(model: Module, skip?: (name: string) => boolean): Map<string, Linear> {
+  const out = new Map<string, Linear>();
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear)) continue;
+    const name = `${path}.weight`;
+    if (skip?.(name)) continue;
+    if (isPackable(path, m)) out.set(name, m);
+  }
+  return out;
+}
+
+/** A model whose output head may be tied to the embedding (DenseCausalLM offers the hook). */
+interface TiedHeadModel {
+  lm_head: Linear | null;
+  tiedHeadImpl?: ((n: Tensor) => Tensor) | null;
+  model: { embed_tokens: { weight: Tensor } };
+}
+function tiedHeadHost(model: Module): TiedHeadModel | null {
+  const m = model as unknown as Partial<TiedHeadModel>;
+  return m.lm_head === null && 'tiedHeadImpl' in m && m.model?.embed_tokens?.weight instanceof Tensor ? (m as TiedHeadModel) : null;
+}
+
+const tiedHeadBytes = new WeakMap<object, number>();
+
+/** Install a packed copy of a tied head (embedding stays f32 for the token lookup). Returns the packed bytes. */
+export function packTiedHead(model: Module, format: PackedFormat, packed?: PackedMatrix): number {
+  const host = tiedHeadHost(model);
+  if (!host) return 0;
+  const w = host.model.embed_tokens.weight;
+  if (w.dtype !== 'f32' || w.ndim !== 2) return 0;
+  const [V, D] = w.shape as [number, number];
+  const p = packed ?? packMatrix(viewF32(w), V, D, format, 'model.embed_tokens.weight (tied head)');
+  const impl = new PackedLinear(p, 'lm_head (tied to model.embed_tokens.weight)');
+  host.tiedHeadImpl = (n: Tensor) => impl.apply(n, null, false);
+  tiedHeadBytes.set(host, packedBytes(p));
+  return packedBytes(p);
+}
+
+export interface PackOptions {
+  /** Leave these parameter names ('<path>.weight') in f32. */
+  skip?: (name: string) => boolean;
+  /** Pack a copy of a tied output head (default true; costs its packed bytes on top of the f32 embedding). */
+  tiedHead?: boolean;
+}
+
+export interface PackSummary {
+  format: WeightFormat;
+  /** Linears converted. */
+  layers: number;
+  /** Parameters in them. */
+  params: number;
+  /** f32 bytes of those weights before, packed bytes after (weights + fp8 scales). */
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Packed bytes of the tied head copy (0 when none). */
+  tiedHeadBytes: number;
+  /** Linears left in f32 (by parameter name) and why. */
+  kept: string[];
+}
+
+/**
+ * Convert every eligible Linear of `model` to packed `format` weights (see the header for what is eligible and how
+ * the f32 weights are released). Call once, after loading and before inference. 'f32' changes nothing (an empty
+ * summary), so callers can pass a --weights value straight through.
+ */
+export function packWeights(model: Module, format: WeightFormat, opts: PackOptions = {}): PackSummary {
+  if (format !== 'f32' && format !== 'bf16' && format !== 'fp8') throw new UsageError(`packWeights: format must be 'f32', 'bf16' or 'fp8', got '${String(format)}'`);
+  const sum: PackSummary = { format, layers: 0, params: 0, bytesBefore: 0, bytesAfter: 0, tiedHeadBytes: 0, kept: [] };
+  if (format === 'f32') return sum; // nothing to do: f32 is the layers' own format
+  const targets = packableLinears(model, opts.skip);
+  for (const [path, m] of model.namedModules()) {
+    if (m instanceof Linear && !targets.has(`${path}.weight`)) sum.kept.push(`${path}.weight`);
+  }
+  for (const [name, layer] of targets) {
+    const w = layer.weight;
+    const packed = packMatrix(viewF32(w), layer.outFeatures, layer.inFeatures, format, name);
+    sum.layers++;
+    sum.params += w.size;
+    sum.bytesBefore += w.size * 4;
+    sum.bytesAfter += packedBytes(packed);
+    installPacked(layer, packed, name.slice(0, -'.weight'.length));
+  }
+  if (opts.tiedHead ?? true) sum.tiedHeadBytes = packTiedHead(model, format);
+  return sum;
+}
+
+/** Bytes of a model's weights as held now: live f32/f64 parameters, and packed layers (tied head copy included). */
+export function weightBytes(model: Module): { dense: number; packed: number } {
+  let dense = 0, packed = 0;
+  for (const [, t] of model.namedParameters()) if (!t.isDisposed) dense += t.size * (t.dtype === 'f64' ? 8 : 4);
+  for (const [, m] of model.namedModules()) if (m instanceof Linear && m.impl instanceof PackedLinear) packed += packedBytes(m.impl.weight);
+  const host = tiedHeadHost(model);
+  if (host?.tiedHeadImpl) packed += tiedHeadBytes.get(host) ?? 0;
+  return { dense, packed };
+}

@@ -1,0 +1,166 @@
+/**
+ * native/qgemm.c (through src/infer/qgemm.ts) against an independent f64 reference computed on the dequantized
+ * weights (bf16: the bit pattern shifted into an f32; fp8: src/quant/blockwise.ts dequantizeBlockwise, i.e.
+ * decode(code) * scaleInv per 128 x 128 block). Sizes cover N, K that are not multiples of 128, 16 or 8, every
+ * path of the kernel (M = 1 register GEMV, M <= 16 tile path, M > 16 dequantized panels + f32 GEMM) and 1 or 2
+ * threads.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, type PackedMatrix } from '../../src/infer/qgemm.js';
+import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
+import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
+import { loadNative } from '../../src/tensor/backends/native.js';
+
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+function gaussian(n: number, rnd: () => number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  return out;
+}
+
+function packBf16(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
+  const data = Uint16Array.from(w, f32ToBf16Bits);
+  return { p: { format: 'bf16', rows: N, cols: K, data, scaleInv: null }, deq: Float32Array.from(data, bf16BitsToF32) };
+}
+function packFp8(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
+  const q = quantizeWeight(w, N, K);
+  return { p: { format: 'fp8', rows: N, cols: K, data: q.codes, scaleInv: q.scaleInv }, deq: dequantizeBlockwise(q.codes, q.scaleInv, N, K) };
+}
+
+/** y = x W^T + b in f64, and sum |x||w| per output (the scale of f32 rounding error). */
+function reference(x: Float32Array, M: number, W: Float32Array, N: number, K: number, bias: Float32Array | null) {
+  const y = new Float64Array(M * N), mag = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = bias ? bias[j]! : 0, a = bias ? Math.abs(bias[j]!) : 0;
+      for (let p = 0; p < K; p++) { const t = x[i * K + p]! * W[j * K + p]!; s += t; a += Math.abs(t); }
+      y[i * N + j] = s; mag[i * N + j] = a;
+    }
+  }
+  return { y, mag };
+}
+
+function check(got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, K: number, what: string): void {
+  // f32 summation of K + 2 terms: |error| <= (K + 2) * 2^-24 * sum |terms| (Higham, gamma_n bound), with slack.
+  const gamma = (K + 4) * 2 ** -23;
+  for (let i = 0; i < ref.y.length; i++) {
+    const err = Math.abs(got[i]! - ref.y[i]!);
+    if (!(err <= gamma * ref.mag[i]! + 1e-30)) {
+      assert.fail(`${what}: element ${i}: got ${got[i]}, want ${ref.y[i]} (|err| ${err} > ${gamma * ref.mag[i]!})`);
+    }
+  }
+}
+
+const SHAPES: [number, number][] = [[5, 7], [131, 259], [260, 384], [9, 1000], [300, 129]];
+const MS = [1, 3, 16, 200];
+
+for (const fmt of ['bf16', 'fp8'] as const) {
+  test(`${fmt}: qgemm matches an f64 reference on the dequantized weights (odd N, K; M = 1, 3, 16, 200; 1 and 2 threads)`, () => {
+    const nat = loadNative();
+    const before = nat?.getThreads() ?? 1;
+    const rnd = lcg(fmt === 'bf16' ? 11 : 12);
+    try {
+      for (const threads of [1, 2]) {
+        nat?.setThreads(threads);
+        for (const [N, K] of SHAPES) {
+          const w = gaussian(N * K, rnd, 0.05);
+          // Blocks of different magnitude so the per-block scales matter for fp8.
+          for (let j = 0; j < N; j++) for (let p = 0; p < K; p++) w[j * K + p]! *= 2 ** (((j >> 7) + 2 * (p >> 7)) % 5 - 2);
+          const { p, deq } = fmt === 'bf16' ? packBf16(w, N, K) : packFp8(w, N, K);
+          const bias = gaussian(N, rnd);
+          for (const M of MS) {
+            if (M === 200 && N * K > 100_000) continue; // keeps the f64 reference quick
+            const x = gaussian(M * K, rnd);
+            for (const b of [null, bias]) {
+              const got = qgemm(x, M, p, b);
+              check(got, reference(x, M, deq, N, K, b), K, `${fmt} N=${N} K=${K} M=${M} threads=${threads} bias=${!!b}`);
+            }
+          }
+        }
+      }
+    } finally {
+      nat?.setThreads(before);
+    }
+  });
+}
+
+test('the TypeScript reference qgemmJs agrees with the f64 reference too', () => {
+  const rnd = lcg(5);
+  const N = 37, K = 150, M = 3;
+  const w = gaussian(N * K, rnd);
+  for (const { p, deq } of [packBf16(w, N, K), packFp8(w, N, K)]) {
+    const x = gaussian(M * K, rnd);
+    check(qgemmJs(x, M, p), reference(x, M, deq, N, K, null), K, `js ${p.format}`);
+  }
+});
+
+test('dequantPacked is bit-identical to dequantizeBlockwise / the bf16 bit pattern (every non-NaN E4M3 code)', () => {
+  const N = 200, K = 300;
+  // Every E4M3 code except the NaNs 0x7f / 0xff, spread over blocks with different scales.
+  const codes = new Uint8Array(N * K);
+  for (let i = 0; i < codes.length; i++) { let c = (i * 97) & 0xff; if ((c & 0x7f) === 0x7f) c ^= 1; codes[i] = c; }
+  const scaleInv = new Float32Array([0.001, 3.5, 1e-30, 7.25, 1 / 3, 2 ** -20]);
+  const p: PackedMatrix = { format: 'fp8', rows: N, cols: K, data: codes, scaleInv };
+  const want = dequantizeBlockwise(codes, scaleInv, N, K);
+  const got = dequantPacked(p);
+  assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer));
+  const part = dequantPacked(p, 130, 170);
+  assert.deepEqual(new Uint32Array(part.buffer), new Uint32Array(want.slice(130 * K, 170 * K).buffer));
+  const bits = new Uint16Array(N * K);
+  for (let i = 0; i < bits.length; i++) bits[i] = (i * 2654435761) >>> 16;
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f80) === 0x7f80) bits[i] = bits[i]! & 0xbfff; // no inf/NaN
+  const gb = dequantPacked({ format: 'bf16', rows: N, cols: K, data: bits, scaleInv: null });
+  for (let i = 0; i < bits.length; i++) assert.equal(new Uint32Array(gb.buffer, i * 4, 1)[0], bits[i]! << 16 >>> 0);
+});
+
+test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 to 2^110 stays within f32 rounding', () => {
+  const N = 260, K = 300;
+  const codes = new Uint8Array(N * K);
+  for (let i = 0; i < codes.length; i++) { let c = (i * 101 + (i >> 7)) & 0xff; if ((c & 0x7f) === 0x7f) c ^= 1; codes[i] = c; }
+  const sr = Math.ceil(N / 128), sc = Math.ceil(K / 128);
+  const scaleInv = Float32Array.from({ length: sr * sc }, (_, i) => 2 ** (i * 3 - 30) * (1 + i / 10)); // <= 2^-6: results stay finite
+  const p: PackedMatrix = { format: 'fp8', rows: N, cols: K, data: codes, scaleInv };
+  const deq = dequantizeBlockwise(codes, scaleInv, N, K);
+  for (const range of [1, 2 ** 100, 2 ** -100, 2 ** 110]) {
+    const rnd = lcg(range === 1 ? 1 : 2);
+    const x = gaussian(K, rnd, range);
+    x[5] = range * 3; // one large entry sets the pre-scale; the rest are smaller, some much smaller
+    for (let i = 0; i < K; i += 17) x[i]! *= 2 ** -30;
+    for (const M of [1, 2]) {
+      const xm = new Float32Array(M * K);
+      for (let i = 0; i < M; i++) xm.set(x, i * K);
+      check(qgemm(xm, M, p), reference(xm, M, deq, N, K, null), K, `fp8 every code, |x| ~ ${range}, M=${M}`);
+    }
+  }
+});
+
+test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qgemmNative() }, () => {
+  const n = qgemmNative()!;
+  const y = new Float32Array(4), x = new Float32Array(8);
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(7), null, null, 1, 4, 2), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), null, null, 1, 4, 2), TypeError); // fp8 without scales
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), new Float32Array(2), null, 1, 4, 2), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Int16Array(8) as unknown as Uint16Array, null, null, 1, 4, 2), TypeError);
+  assert.throws(() => n.qgemm(new Float32Array(3), x, new Uint16Array(8), null, null, 1, 4, 2), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, new Float32Array(3), 1, 4, 2), RangeError);
+});
+
+// The kernels are picked once per process from the CPU (R1_ISA caps it): rerun this file with each lower ISA so the
+// AVX2 and portable paths are checked too on a machine that has AVX-512.
+const isa = loadNative()?.isa;
+for (const lower of ['avx2', 'scalar']) {
+  const skip = !qgemmNative() || process.env['R1_QGEMM_TEST_CHILD'] === '1' || (lower === 'avx2' && isa !== 'avx512') || isa === 'scalar';
+  test(`the same checks with R1_ISA=${lower}`, { skip }, () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, R1_ISA: lower, R1_QGEMM_TEST_CHILD: '1' };
+    delete env['NODE_TEST_CONTEXT']; // a fresh runner that prints its own TAP, not a child of this one
+    const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout.slice(-3000) + r.stderr.slice(-2000));
+    assert.match(r.stdout, /# fail 0/);
+  });
+}
