@@ -5,7 +5,7 @@
  * For each model (T1: ../shared/models/t1-dense, M1: ../shared/models/m1-moe) and each seed, two runs from the same
  * initial weights on the same batches in the same order:
  *   f32  every GEMM in f32, AdamW moments f32;
- *   fp8  `precision: 'fp8'` (src/quant/fp8-linear.ts): the attention/MLP/expert/eh_proj Linears' Fprop, Dgrad and
+ *   fp8  `precision: 'fp8'` (src/nn/fp8-linear.ts): the attention/MLP/expert/eh_proj Linears' Fprop, Dgrad and
  *        Wgrad GEMMs on E4M3 operands (1x128 activation/gradient tiles, 128x128 weight blocks, 128x1 token tiles for
  *        Wgrad), f32 accumulation; embeddings, lm_head, MoE gate, norms and attention in f32; f32 master weights and
  *        gradients; AdamW moments stored in BF16.
@@ -22,7 +22,7 @@
  * curves of different seeds are compared the same way as a yardstick (what a change of init/data order does).
  * --yardstick E adds a third run per seed: f32 from the same initial weights multiplied by (1 +- E) (fixed signs;
  * E = 1e-6 is about 8 f32 ulps): how far a rounding-sized perturbation alone moves this tiny run's curve.
- * --bf16 adds a run with BF16-operand GEMMs (f32 accumulation) in the same Linears (quant/fp8-linear.ts bf16Linear),
+ * --bf16 adds a run with BF16-operand GEMMs (f32 accumulation) in the same Linears (nn/fp8-linear.ts bf16Linear),
  * f32 moments: the paper's baseline precision, so both "bf16 vs f32" and "fp8 vs bf16" are reported.
  *
  * Run: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S]
@@ -51,7 +51,7 @@ import { Trainer } from '../src/train/loop.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 import { getTask } from '../src/tasks/index.js';
 import { ema, renderChart, stackCharts, type Point } from '../src/report/plot.js';
-import { fp8Layers, enableBf16Gemms } from '../src/quant/fp8-linear.js';
+import { fp8Layers, enableBf16Gemms } from '../src/nn/fp8-linear.js';
 import { activeBackend } from '../src/tensor/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

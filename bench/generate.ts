@@ -2,7 +2,7 @@
  * Inference benchmark (BENCH.md "Inference"; issue 5): `npm run bench -- generate [--json]`.
  *
  * For each shape (T1, M1, S1; random seeded weights) and weight format (f32; bf16 and fp8 through
- * src/infer/weights.ts packWeights), at batch 1 and batch 16, through the GenerationEngine:
+ * src/nn/packed-weights.ts packWeights), at batch 1 and batch 16, through the GenerationEngine:
  *   prefill  a 256-token prompt per sequence (all B prompts in one ragged step; prefillChunk = prompt length)
  *   decode   128 new tokens per sequence, greedy (the first comes out of the prefill step; the other 127 are
  *            decode steps with B sequences each). tokens/s = decode tokens fed / time of the decode steps.
@@ -211,13 +211,13 @@ interface PackModule {
 }
 
 async function loadPacker(): Promise<PackModule | string> {
-  const spec = '../src/infer/weights.js'; // another module of the tree; absent in older checkouts
+  const spec = '../src/nn/packed-weights.js';
   try {
     const m = (await import(spec)) as Partial<PackModule>;
-    if (typeof m.packWeights !== 'function' || typeof m.packableLinears !== 'function') return 'src/infer/weights.ts has no packWeights/packableLinears';
+    if (typeof m.packWeights !== 'function' || typeof m.packableLinears !== 'function') return 'src/nn/packed-weights.ts has no packWeights/packableLinears';
     return m as PackModule;
   } catch (e) {
-    return `src/infer/weights.ts not loadable (${(e as Error).message.split('\n')[0]})`;
+    return `src/nn/packed-weights.ts not loadable (${(e as Error).message.split('\n')[0]})`;
   }
 }
 

@@ -16,8 +16,8 @@
 import { availableParallelism } from 'node:os';
 import { UsageError } from '../src/errors.js';
 import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
-import { qgemm, qgemmNative, packedBytes, type PackedMatrix } from '../src/infer/qgemm.js';
-import { packMatrix } from '../src/infer/weights.js';
+import { qgemm, qgemmNative, packedBytes, type PackedMatrix } from '../src/quant/qgemm.js';
+import { packMatrix } from '../src/nn/packed-weights.js';
 
 type Fmt = 'f32' | 'bf16' | 'fp8';
 type Mat = [N: number, K: number];

@@ -4,9 +4,9 @@ import { numberFlag } from './args.js';
 import type { SamplingParams } from '../infer/sampler.js';
 import { Progress } from './progress.js';
 import { ChatModel } from '../infer/chat.js';
-import { parseWeightFormat, type WeightFormat } from '../infer/weights.js';
+import { parseWeightFormat, type WeightFormat } from '../nn/packed-weights.js';
 
-/** --weights: how Linear weights are held for inference (src/infer/weights.ts). */
+/** --weights: how Linear weights are held for inference (src/nn/packed-weights.ts). */
 export const WEIGHTS_FLAG: FlagSpec = { weights: { type: 'string' } };
 export const WEIGHTS_USAGE = `  --weights F            Linear weights for inference: f32 (default), bf16 (half the bytes) or fp8 (E4M3 with
                          128x128 block scales, a quarter; an FP8 checkpoint stays as it is). Decode reads every

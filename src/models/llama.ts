@@ -78,7 +78,7 @@ export class DenseCausalLM extends Module {
   readonly model: DenseBody;
   readonly lm_head: Linear | null;
   /** Inference hook for a tied head (no lm_head): when set, it computes the logits instead of n . embed^T
-   * (src/infer/weights.ts installs a packed bf16/fp8 copy of the head; the embedding stays f32 for lookups). */
+   * (src/nn/packed-weights.ts installs a packed bf16/fp8 copy of the head; the embedding stays f32 for lookups). */
   tiedHeadImpl: ((n: Tensor) => Tensor) | null = null;
   readonly cos: Tensor;
   readonly sin: Tensor;

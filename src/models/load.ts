@@ -11,8 +11,8 @@ import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, toF3
 import type { TensorSource } from '../io/safetensors.js';
 import {
   packableLinears, packMatrix, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
-} from '../infer/weights.js';
-import { packedBytes, type PackedMatrix } from '../infer/qgemm.js';
+} from '../nn/packed-weights.js';
+import { packedBytes, type PackedMatrix } from '../quant/qgemm.js';
 import { scaleShape } from '../quant/blockwise.js';
 import type { WriteTensor } from '../io/safetensors.js';
 import { isDeepseek, type ModelConfig } from './config.js';
@@ -47,7 +47,7 @@ export interface LoadOptions {
   /** Called after each tensor with (tensors done, total, bytes done, total bytes) — for a progress bar. */
   onProgress?: (done: number, total: number, bytes: number, totalBytes: number) => void;
   /**
-   * How Linear weights are held for inference (src/infer/weights.ts): 'f32' (default, trainable), or packed 'bf16' /
+   * How Linear weights are held for inference (src/nn/packed-weights.ts): 'f32' (default, trainable), or packed 'bf16' /
    * 'fp8' (E4M3 + 128x128 block scales; inference only). Each weight is packed right after it is read, so the f32
    * copies do not pile up. An FP8 checkpoint's F8_E4M3 weights with 128x128 `weight_scale_inv` load as fp8 as they
    * are in the file (no dequantize / requantize round trip).

@@ -11,7 +11,7 @@ import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
 import type { CausalLM } from '../models/load.js';
 import { AdamW, clipGradNorm } from './optim.js';
 import { ConfigError, ShapeError } from '../errors.js';
-import { enableFp8Training, disableFp8Training, type Fp8LinearOptions } from '../quant/fp8-linear.js';
+import { enableFp8Training, disableFp8Training, type Fp8LinearOptions } from '../nn/fp8-linear.js';
 
 export interface Batch {
   /** Token ids [batch * seqLen] (row-major). */
@@ -38,7 +38,7 @@ export interface TrainerOptions {
   balanceAlpha?: number;
   /**
    * 'fp8': DeepSeek-V3 section 3.3 mixed precision — the attention/MLP/expert Linears' Fprop, Dgrad and Wgrad GEMMs
-   * on fine-grained E4M3 operands (quant/fp8-linear.ts), AdamW moments stored in BF16, f32 master weights and
+   * on fine-grained E4M3 operands (nn/fp8-linear.ts), AdamW moments stored in BF16, f32 master weights and
    * gradients. 'f32': every GEMM in f32 (removes FP8 from the model if it was installed). Unset: the model as is.
    */
   precision?: 'f32' | 'fp8';

@@ -34,7 +34,7 @@ test('r1 run --weights: f32, bf16 and fp8 all answer; greedy bf16 tokens equal f
       out[w] = JSON.parse(r.stdout);
       assert.equal(out[w]!.tokens, 8);
     }
-    // bf16 rounding moves these logits by ~0.3% (test/infer/weights.test.ts): greedy picks stay the same here.
+    // bf16 rounding moves these logits by ~0.3% (test/nn/packed-weights.test.ts): greedy picks stay the same here.
     assert.equal(out['bf16']!.reasoning + out['bf16']!.content, out['f32']!.reasoning + out['f32']!.content);
     const bad = r1(['run', dir, 'hi', '--weights', 'int4']);
     assert.equal(bad.code, 2);

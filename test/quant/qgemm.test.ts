@@ -1,5 +1,5 @@
 /**
- * native/qgemm.c (through src/infer/qgemm.ts) against an independent f64 reference computed on the dequantized
+ * native/qgemm.c (through src/quant/qgemm.ts) against an independent f64 reference computed on the dequantized
  * weights (bf16: the bit pattern shifted into an f32; fp8: src/quant/blockwise.ts dequantizeBlockwise, i.e.
  * decode(code) * scaleInv per 128 x 128 block). Sizes cover N, K that are not multiples of 128, 16 or 8, every
  * path of the kernel (M = 1 register GEMV, M <= 16 tile path, M > 16 dequantized panels + f32 GEMM) and 1 or 2
@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, type PackedMatrix } from '../../src/infer/qgemm.js';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, type PackedMatrix } from '../../src/quant/qgemm.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
 import { loadNative } from '../../src/tensor/backends/native.js';

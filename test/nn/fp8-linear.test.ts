@@ -1,12 +1,12 @@
 /**
- * FP8 training Linear (src/quant/fp8-linear.ts) against an independent reference: operands quantized with
+ * FP8 training Linear (src/nn/fp8-linear.ts) against an independent reference: operands quantized with
  * blockwise.ts's quantizers (separate code from fp8-linear's quantizeTiles), dequantized, and multiplied in f64 here.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { quantizeBlockwise, dequantizeBlockwise } from '../../src/quant/blockwise.js';
-import { fp8Linear, bf16Linear, quantizeTiles, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/quant/fp8-linear.js';
+import { fp8Linear, bf16Linear, quantizeTiles, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/nn/fp8-linear.js';
 import { parseConfig } from '../../src/models/config.js';
 import { buildModel } from '../../src/models/load.js';
 import { Trainer } from '../../src/train/loop.js';

@@ -1,5 +1,5 @@
 /**
- * Packed inference weights (src/infer/weights.ts, loadModel's `weights` option): tiny Qwen2 and DeepSeek-V3 models
+ * Packed inference weights (src/nn/packed-weights.ts, loadModel's `weights` option): tiny Qwen2 and DeepSeek-V3 models
  * with bf16 / fp8 Linear weights against
  *   (a) the same model in f32 with its weights replaced by the packed values dequantized (identical weights: only
  *       f32 summation order differs, so logits agree to ~1e-5 and greedy tokens are identical), and
@@ -19,8 +19,8 @@ import { DeepseekV3ForCausalLM } from '../../src/models/deepseek-v3.js';
 import { Linear } from '../../src/nn/linear.js';
 import { ModelRunner } from '../../src/infer/kv-cache.js';
 import { GenerationEngine } from '../../src/infer/generate.js';
-import { packWeights, PackedLinear, weightBytes, parseWeightFormat } from '../../src/infer/weights.js';
-import { dequantPacked } from '../../src/infer/qgemm.js';
+import { packWeights, PackedLinear, weightBytes, parseWeightFormat } from '../../src/nn/packed-weights.js';
+import { dequantPacked } from '../../src/quant/qgemm.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { saveHfFolder, openHfFolder } from '../../src/io/hf-folder.js';
 import { DisposedError, UsageError } from '../../src/errors.js';

@@ -21,13 +21,13 @@
  * it is the largest matrix of a small model (S1: 136M of 494M parameters).
  */
 import { Tensor, empty, isGradEnabled, clearPool } from '../tensor/index.js';
-import type { Module } from '../nn/module.js';
-import { Linear, type LinearImpl } from '../nn/linear.js';
+import type { Module } from './module.js';
+import { Linear, type LinearImpl } from './linear.js';
 import { loadNative } from '../tensor/backends/native.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
 import { quantizeWeight } from '../quant/blockwise.js';
 import { DTypeError, FormatError, ShapeError, UsageError } from '../errors.js';
-import { checkPacked, packedBytes, qgemm, type PackedFormat, type PackedMatrix } from './qgemm.js';
+import { checkPacked, packedBytes, qgemm, type PackedFormat, type PackedMatrix } from '../quant/qgemm.js';
 
 export type WeightFormat = 'f32' | PackedFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'bf16', 'fp8'];

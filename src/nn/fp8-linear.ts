@@ -35,11 +35,11 @@
 import { Tensor, empty, matmul, transpose, noGrad, isGradEnabled, reshape, sum, backendFor } from '../tensor/index.js';
 import { record } from '../tensor/autograd.js';
 import { ConfigError, DTypeError, ShapeError } from '../errors.js';
-import type { Module } from '../nn/module.js';
-import { Linear, type LinearImpl } from '../nn/linear.js';
-import { type BlockQuantized, DEFAULT_BLOCK, scaleInvFromAmax, scaleShape } from './blockwise.js';
-import { decodeTable, encodeFp8Array, type Fp8Format } from './fp8.js';
-import { fp8GemmQuantized, type AccRounding } from './fp8-gemm.js';
+import type { Module } from './module.js';
+import { Linear, type LinearImpl } from './linear.js';
+import { type BlockQuantized, DEFAULT_BLOCK, scaleInvFromAmax, scaleShape } from '../quant/blockwise.js';
+import { decodeTable, encodeFp8Array, type Fp8Format } from '../quant/fp8.js';
+import { fp8GemmQuantized, type AccRounding } from '../quant/fp8-gemm.js';
 
 export interface Fp8LinearOptions {
   /** FP8 format of every GEMM operand. Default 'e4m3' (the paper uses E4M3 for all tensors, 3.3.2). */
