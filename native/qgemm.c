@@ -15,7 +15,7 @@
  *     (h as f32) * (2^8 * scale) rounds once, exactly like decode(code) * scale: the dequantized weight is
  *     bit-identical to dequantizeBlockwise (src/quant/blockwise.ts). One exception: E4M3fn's NaN codes
  *     (0x7f, 0xff) decode as +-480 on the SIMD paths; packers reject weights holding them
- *     (src/infer/weights.ts), so they never reach these kernels. The AVX-512 GEMV moves the bits straight
+ *     (src/nn/packed-weights.ts), so they never reach these kernels. The AVX-512 GEMV moves the bits straight
  *     into an f32 instead (e4m3x16_raw: no conversion instruction at all).
  *
  * Small M (decode, M <= QG_SMALL_M): each thread takes groups of QR = 4 consecutive W rows (a group never
