@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "gemm.h"
+#include "qgemm.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -626,6 +627,13 @@ static void gemv(int parallel, int dot, long len, long k, float alpha, const flo
 }
 
 /* ---------------- entry points ---------------- */
+/* Tuning/testing hook: R1_GEMM_NO_SMALL_M set turns the small-M redirection off (read once). */
+static int small_m_enabled(void) {
+  static int v = -1;
+  if (v < 0) v = getenv("R1_GEMM_NO_SMALL_M") == NULL;
+  return v;
+}
+
 static void sgemm_impl(int parallel, int transA, int transB, long m, long n, long k, float alpha,
                        const float *A, long lda, const float *B, long ldb, float beta, float *C, long ldc) {
   if (m <= 0 || n <= 0) return;
@@ -638,6 +646,13 @@ static void sgemm_impl(int parallel, int transA, int transB, long m, long n, lon
   if (n == 1) {
     /* C column = alpha * op(A) b, b[p] = op(B)(p, 0); op(A)(j, p) is dot form unless transA */
     gemv(parallel, !transA, m, k, alpha, A, lda, B, transB ? 1 : ldb, beta, C, ldc);
+    return;
+  }
+  /* 2..16 rows against a transposed B ([n, k] rows: a decode step of a batch against [out, in] weights): stream each
+   * row of B once for all rows of A (qgemm.c's small-M tile path); packing B would cost as much as the arithmetic. */
+  if (parallel && !transA && transB && m <= R1_QW_SMALL_M && lda == k && ldb == k && ldc == n && alpha == 1.0f && beta == 0.0f &&
+      n >= 64 && small_m_enabled()) {
+    r1_qgemm(R1_QW_F32, m, n, k, A, B, NULL, NULL, C);
     return;
   }
   /* Threads: below ~2 MFLOP a wake-up costs more than it saves. */
@@ -657,6 +672,22 @@ static void sgemm_impl(int parallel, int transA, int transB, long m, long n, lon
 void r1_sgemm(int transA, int transB, long m, long n, long k, float alpha,
               const float *A, long lda, const float *B, long ldb, float beta, float *C, long ldc) {
   sgemm_impl(1, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* C[M,N] = X[M,K] . W[N,K]^T without the small-M redirection (qgemm.c's f32 fallback for other M). */
+void r1_sgemm_big(long M, long N, long K, const float *X, const float *W, float *C) {
+  if (M <= 0 || N <= 0) return;
+  int nt = 2.0 * M * N * K >= 2e6 ? r1_num_threads() : 1;
+  if (M == 1) { gemv(1, 1, N, K, 1.0f, W, K, X, 1, 0.0f, C, 1); return; }
+  if (K <= 0) { scale_c(M, N, 0.0f, C, N); return; }
+  if (!gemm_blocked(nt, 0, 1, M, N, K, 1.0f, X, K, W, K, 0.0f, C, N)) {
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) {
+        float s = 0.0f;
+        for (long p = 0; p < K; p++) s += X[i * K + p] * W[j * K + p];
+        C[i * N + j] = s;
+      }
+  }
 }
 
 void r1_sgemm_st(int transA, int transB, long m, long n, long k, float alpha,

@@ -9,4 +9,6 @@ void r1_sgemm(int transA, int transB, long m, long n, long k, float alpha,
 /* Single-threaded variant (used when the caller already parallelises, e.g. over a batch). */
 void r1_sgemm_st(int transA, int transB, long m, long n, long k, float alpha,
                  const float *A, long lda, const float *B, long ldb, float beta, float *C, long ldc);
+/* C[M,N] = X[M,K] . W[N,K]^T (contiguous), multithreaded, without the small-M redirection to qgemm.c. */
+void r1_sgemm_big(long M, long N, long K, const float *X, const float *W, float *C);
 #endif

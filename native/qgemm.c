@@ -52,7 +52,7 @@
 
 #define QR 4          /* W rows per group */
 #define QKC 512       /* K chunk decoded into the tile for M >= 2 (multiple of 128 and of 16) */
-#define QG_SMALL_M 16 /* largest M served by the fused path (the tile accumulators are sized for it) */
+#define QG_SMALL_M R1_QW_SMALL_M /* largest M served by the fused path (the tile accumulators are sized for it) */
 #define BLK R1_QW_BLOCK
 
 static inline long min_l(long a, long b) { return a < b ? a : b; }
@@ -91,6 +91,10 @@ typedef struct {
 
 /* Dequantize W[j, k0 : k0 + kc) into dst (scale applied), scalar. */
 static void decode_row_scalar(const qctx *g, long j, long k0, long kc, float *dst) {
+  if (g->fmt == R1_QW_F32) {
+    memcpy(dst, (const float *)g->W + j * g->K + k0, sizeof(float) * (size_t)kc);
+    return;
+  }
   if (g->fmt == R1_QW_BF16) {
     const uint16_t *w = (const uint16_t *)g->W + j * g->K + k0;
     for (long p = 0; p < kc; p++) dst[p] = bf16_f32(w[p]);
@@ -146,6 +150,14 @@ T2 static inline float hsum8(__m256 v) {
 }
 
 T2 static void decode_row_avx2(const qctx *g, long j, long k0, long kc, float *dst) {
+  if (g->fmt == R1_QW_F32) {
+    const float *w = (const float *)g->W + j * g->K + k0;
+    /* Prefetch this row's next chunk while the current one is copied and used: the copy and the dot products
+     * then overlap the DRAM latency instead of waiting for it chunk by chunk. */
+    for (long q = 0; q < kc; q += 16) PF(w + QKC + q);
+    memcpy(dst, w, sizeof(float) * (size_t)kc);
+    return;
+  }
   if (g->fmt == R1_QW_BF16) {
     const uint16_t *w = (const uint16_t *)g->W + j * g->K + k0;
     long p = 0;
@@ -593,6 +605,14 @@ static _Thread_local size_t panel_cap;
 void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
               const float *bias, float *Y) {
   if (M <= 0 || N <= 0) return;
+  if (fmt == R1_QW_F32 && (M < 2 || M > QG_SMALL_M)) {
+    /* f32 outside the small-M tile path: the GEMV and the packed GEMM of gemm.c serve it directly. */
+    r1_sgemm_big(M, N, K, X, (const float *)W, Y);
+    if (bias)
+      for (long i = 0; i < M; i++)
+        for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+    return;
+  }
   qctx g;
   qctx_init(&g, fmt, M, N, K, X, W, S, bias, Y);
   if (K <= 0) {

@@ -9,7 +9,12 @@
 #include <node_api.h>
 #include <stdint.h>
 
-enum { R1_QW_BF16 = 0, R1_QW_E4M3 = 1 };
+/* R1_QW_F32: plain f32 rows (no scales). Used by gemm.c for f32 products with 2..16 rows and a transposed B
+ * (a decode step of a batch against [out, in] weights): streaming each W row once for all rows of X beats
+ * the packed GEMM, whose B-panel packing costs as much as the arithmetic at such small M. */
+enum { R1_QW_BF16 = 0, R1_QW_E4M3 = 1, R1_QW_F32 = 2 };
+/* Largest M the fused small-M path serves. */
+#define R1_QW_SMALL_M 16
 #define R1_QW_BLOCK 128
 
 /* X, Y contiguous row-major (ldx = K, ldy = N). scale_inv ignored for bf16; bias may be NULL. Multithreaded. */

@@ -324,3 +324,17 @@ test('validation names the field', () => {
   const d = new Sampler({ repetitionPenalty: 2 }).distribution(f32([Math.log(0.5), Math.log(0.5)]), [], 0);
   assert.ok(Math.abs(Math.exp(d.logprobs[0]!) - 0.5) < 1e-6);
 });
+
+test('greedy logprob over a real-sized vocabulary (native log-softmax) equals the f64 log-softmax', () => {
+  const V = 151936;
+  const rng = new Rng(11);
+  const logits = new Float32Array(V);
+  for (let i = 0; i < V; i++) logits[i] = rng.normal() * 3;
+  logits[4242] = 25;
+  const s = new Sampler({ temperature: 0 });
+  const d = s.distribution(logits);
+  assert.equal(d.ids[0], 4242);
+  let z = 0;
+  for (let i = 0; i < V; i++) z += Math.exp(logits[i]! - 25);
+  assert.ok(Math.abs(d.logprobs[0]! - -Math.log(z)) < 1e-5, `${d.logprobs[0]} vs ${-Math.log(z)}`);
+});

@@ -182,3 +182,22 @@ test('gemm: portable kernel (R1_ISA=scalar) in a child process', { skip: SKIP },
   assert.equal(out.isa, 'scalar');
   assert.ok(out.worst !== undefined && out.worst < 1e-5, `scalar kernel worst relative error ${out.worst}`);
 });
+
+test('gemm: 2..16 rows against a transposed B (the small-M streaming path of decode batches)', { skip: SKIP }, () => {
+  const be = N!;
+  for (const m of [2, 3, 5, 8, 16]) {
+    for (const [n, k] of [[64, 7], [130, 128], [1000, 600], [67, 1031]] as const) {
+      const A = fill(m * k, m * 31 + k), B = fill(n * k, n + 7);
+      const C = new Float32Array(m * n).fill(NaN);
+      be.matmul(C, 0, A, 0, 0, k, false, B, 0, 0, k, true, 1, m, n, k, false);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0, mag = 0;
+          for (let p = 0; p < k; p++) { s += A[i * k + p]! * B[j * k + p]!; mag += Math.abs(A[i * k + p]! * B[j * k + p]!); }
+          const got = C[i * n + j]!;
+          if (!(Math.abs(got - s) <= 1e-5 * mag + 1e-6)) assert.fail(`${m}x${n}x${k}: C[${i},${j}] = ${got}, want ${s}`);
+        }
+      }
+    }
+  }
+});
