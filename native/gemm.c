@@ -28,6 +28,8 @@
 #define _GNU_SOURCE
 #include "gemm.h"
 #include "qgemm.h"
+/* Weak: the C harnesses in native/bench link gemm.c without qgemm.c; there the small-M path is simply absent. */
+#pragma weak r1_qgemm
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -651,7 +653,7 @@ static void sgemm_impl(int parallel, int transA, int transB, long m, long n, lon
   /* 2..16 rows against a transposed B ([n, k] rows: a decode step of a batch against [out, in] weights): stream each
    * row of B once for all rows of A (qgemm.c's small-M tile path); packing B would cost as much as the arithmetic. */
   if (parallel && !transA && transB && m <= R1_QW_SMALL_M && lda == k && ldb == k && ldc == n && alpha == 1.0f && beta == 0.0f &&
-      n >= 64 && small_m_enabled()) {
+      n >= 64 && r1_qgemm && small_m_enabled()) {
     r1_qgemm(R1_QW_F32, m, n, k, A, B, NULL, NULL, C);
     return;
   }

@@ -1,5 +1,5 @@
 /* Standalone GEMM timing harness for tuning block sizes (not part of the addon).
- * Build: gcc -O3 -std=gnu11 -pthread -Inative native/bench/gemm_bench.c native/gemm.c native/threads.c native/cpu.c -o /tmp/gemm_bench
+ * Build: gcc -O3 -std=gnu11 -pthread -Inative -I/usr/include/node native/bench/gemm_bench.c native/gemm.c native/threads.c native/cpu.c -o /tmp/gemm_bench
  * Usage: /tmp/gemm_bench m k n [threads] [reps] [ta tb]   -> prints best GFLOP/s over reps
  * Block sizes can be overridden with R1_GEMM_KC / R1_GEMM_NCU / R1_GEMM_UPT (units per thread);
  * MISALIGN=<floats> offsets the operands from 64-byte alignment, as JS typed arrays may be. */

@@ -1,5 +1,5 @@
 /* Standalone correctness check of r1_sgemm against a double-precision naive product.
- * Build: gcc -O2 -std=gnu11 -pthread -Inative native/bench/gemm_check.c native/gemm.c native/threads.c native/cpu.c -o /tmp/gemm_check -lm
+ * Build: gcc -O2 -std=gnu11 -pthread -Inative -I/usr/include/node native/bench/gemm_check.c native/gemm.c native/threads.c native/cpu.c -o /tmp/gemm_check -lm
  * Run under R1_ISA=scalar|avx2|avx512 and R1_THREADS=1|2|3 to cover each kernel and team size. */
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Overhead of one r1_parallel_for with trivial work (wake-up + join), back to back and after idling.
- * Build: gcc -O2 -std=gnu11 -pthread -Inative native/bench/pool_bench.c native/threads.c -o /tmp/pool_bench */
+ * Build: gcc -O2 -std=gnu11 -pthread -Inative -I/usr/include/node native/bench/pool_bench.c native/threads.c -o /tmp/pool_bench */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>

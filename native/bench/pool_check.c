@@ -1,7 +1,7 @@
 /* Stress check of the thread pool: every item of [0,n) is visited exactly once, each thread_index at
  * most once per call, nested calls run serially, thread-count changes (pool resize) between calls,
  * and team calls run their members concurrently (a barrier inside must not deadlock).
- * Build: gcc -O2 -std=gnu11 -pthread -Inative native/bench/pool_check.c native/threads.c -o /tmp/pool_check */
+ * Build: gcc -O2 -std=gnu11 -pthread -Inative -I/usr/include/node native/bench/pool_check.c native/threads.c -o /tmp/pool_check */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
