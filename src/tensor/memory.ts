@@ -34,11 +34,17 @@ export function clearPool(): void {
   pooledBytes = 0;
 }
 
-/** Round small sizes up so near sizes share buffers; large sizes exact. */
+/**
+ * Round sizes up so near sizes share buffers: powers of two up to 64 KiB, then eight steps per power of two
+ * (at most 12.5% slack). Coarse buckets matter for tensors that grow a little every step — a decode's KV cache
+ * gains one token per step, so with page-sized buckets every step needed a fresh (zero-filled, GC-tracked) buffer;
+ * with these the buffer the previous step released is reused. Untouched slack pages are never made resident.
+ */
 function bucket(bytes: number): number {
   if (bytes <= 64) return 64;
   if (bytes <= 1 << 16) return 1 << Math.ceil(Math.log2(bytes));
-  return Math.ceil(bytes / 4096) * 4096;
+  const step = 2 ** (Math.floor(Math.log2(bytes)) - 3);
+  return Math.ceil(bytes / step) * step;
 }
 
 /** An array of n elements of dtype; zeroed if `zero` (fresh buffers always are). */
