@@ -20,11 +20,7 @@
  * `float8_e4m3fn` cast does); E5M2 overflows to +-inf, and +-inf stays +-inf. NaN always encodes as NaN.
  */
 
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadNative } from '../tensor/backends/native.js';
+import { nativeAddonExports } from '../tensor/backends/native.js';
 
 export type Fp8Format = 'e4m3' | 'e5m2';
 
@@ -245,23 +241,9 @@ export function fp8Native(): Fp8NativeAddon | null {
   if (!nativeEnabled) return null;
   if (nativeAddon !== undefined) return nativeAddon;
   nativeAddon = null;
-  if (!loadNative()) return null;
-  // Same file loadNative() loaded (require caches it by path): <package root>/build/Release/r1native.node.
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(d, 'package.json'))) {
-      const p = join(d, 'build', 'Release', 'r1native.node');
-      if (existsSync(p)) {
-        const mod = createRequire(import.meta.url)(p) as Partial<Fp8NativeAddon>;
-        if (typeof mod.fp8Encode === 'function' && typeof mod.fp8Decode === 'function' && typeof mod.fp8Gemm === 'function') {
-          nativeAddon = mod as Fp8NativeAddon;
-        }
-      }
-      break;
-    }
-    const up = dirname(d);
-    if (up === d) break;
-    d = up;
+  const mod = nativeAddonExports() as Partial<Fp8NativeAddon> | null;
+  if (mod && typeof mod.fp8Encode === 'function' && typeof mod.fp8Decode === 'function' && typeof mod.fp8Gemm === 'function') {
+    nativeAddon = mod as Fp8NativeAddon;
   }
   return nativeAddon;
 }

@@ -9,14 +9,10 @@
  * when the addon is loaded, else in the TypeScript reference below (same definition, f32 weights, f64-free f32
  * accumulation order differs). R1_BACKEND=js forces the reference.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadNative } from '../tensor/backends/native.js';
+import { nativeAddonExports } from '../tensor/backends/native.js';
 import { bf16BitsToF32 } from '../tensor/backends/js.js';
-import { decodeTable } from '../quant/fp8.js';
-import { DEFAULT_BLOCK, scaleShape } from '../quant/blockwise.js';
+import { decodeTable } from './fp8.js';
+import { DEFAULT_BLOCK, scaleShape } from './blockwise.js';
 import { FormatError, ShapeError } from '../errors.js';
 
 export type PackedFormat = 'bf16' | 'fp8';
@@ -58,22 +54,8 @@ export function qgemmNative(): QgemmAddon | null {
   if (!nativeOn) return null;
   if (addon !== undefined) return addon;
   addon = null;
-  if (!loadNative()) return null;
-  // The same file loadNative() loaded (require caches it by path).
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(d, 'package.json'))) {
-      const p = join(d, 'build', 'Release', 'r1native.node');
-      if (existsSync(p)) {
-        const mod = createRequire(import.meta.url)(p) as Partial<QgemmAddon>;
-        if (typeof mod.qgemm === 'function' && typeof mod.qdequant === 'function') addon = mod as QgemmAddon;
-      }
-      break;
-    }
-    const up = dirname(d);
-    if (up === d) break;
-    d = up;
-  }
+  const mod = nativeAddonExports() as Partial<QgemmAddon> | null;
+  if (mod && typeof mod.qgemm === 'function' && typeof mod.qdequant === 'function') addon = mod as QgemmAddon;
   return addon;
 }
 

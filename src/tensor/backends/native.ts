@@ -111,6 +111,15 @@ function addonPath(): string | null {
 
 let cached: NativeBackend | null | undefined;
 let loadError: string | null = null;
+let rawModule: Record<string, unknown> | null = null;
+
+/**
+ * The addon's raw exports (after loadNative() succeeded), for modules that call kernels outside the Backend
+ * interface (quant/fp8.ts's bulk codecs, quant/qgemm.ts's packed products); null when the addon is not loaded.
+ */
+export function nativeAddonExports(): Record<string, unknown> | null {
+  return loadNative() ? rawModule : null;
+}
 
 /** Why the last loadNative() returned null (missing file or the loader's message), else null. */
 export function nativeLoadError(): string | null {
@@ -128,7 +137,8 @@ export function loadNative(): NativeBackend | null {
   }
   try {
     const req = createRequire(import.meta.url);
-    cached = wrap(req(p) as Addon);
+    rawModule = req(p) as Record<string, unknown>;
+    cached = wrap(rawModule as unknown as Addon);
   } catch (e) {
     loadError = e instanceof Error ? e.message : String(e);
     cached = null;
