@@ -9,6 +9,7 @@
         "native/gemm.c",
         "native/kernels.c",
         "native/fp8.c",
+        "native/grouped.c",
         "native/qgemm.c"
       ],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wno-unused-function"],

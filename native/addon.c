@@ -22,6 +22,7 @@
 #include "fp8.h"
 #include "kernels.h"
 #include "qgemm.h"
+napi_value r1_napi_gemm_grouped(napi_env env, napi_callback_info info); /* grouped.c */
 #include "threads.h"
 
 #include "glue.h"
@@ -795,7 +796,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"indexAdd", f_index_add}, {"gather", f_gather}, {"scatter", f_scatter}, {"topk", f_topk},
     {"adamw", f_adamw}, {"isa", f_isa}, {"getThreads", f_get_threads}, {"setThreads", f_set_threads},
     {"fp8Encode", r1_napi_fp8_encode}, {"fp8Decode", r1_napi_fp8_decode}, {"fp8Gemm", r1_napi_fp8_gemm},
-    {"qgemm", r1_napi_qgemm}, {"qdequant", r1_napi_qdequant},
+    {"qgemm", r1_napi_qgemm}, {"qdequant", r1_napi_qdequant}, {"gemmGrouped", r1_napi_gemm_grouped},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

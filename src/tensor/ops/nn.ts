@@ -10,6 +10,7 @@ import { backendFor, farr, floatArgs, normAxis, sameShape } from './common.js';
 import { contiguous, transpose } from './shape.js';
 import { indexArray } from './indexing.js';
 import { mulScalar } from './elementwise.js';
+import { nativeAddonExports } from '../backends/native.js';
 
 /** Run fn on x with `dim` moved last and contiguous, moving the result back. */
 function lastDim(x: Tensor, dim: number, fn: (c: Tensor) => Tensor): Tensor {
@@ -261,6 +262,31 @@ export function siluMul(a: Tensor, b: Tensor): Tensor {
   });
 }
 
+/** One product of a grouped GEMM: C (m x n, contiguous rows of n) = op(A) op(B), A/B/C at the given offsets. */
+interface GemmGroup { c: FArray; cOff: number; a: FArray; aOff: number; b: FArray; bOff: number; m: number; k: number }
+type GroupedFn = (cs: FArray[], cOffs: Int32Array, as: FArray[], aOffs: Int32Array, lda: number, transA: boolean,
+  bs: FArray[], bOffs: Int32Array, ldb: number, transB: boolean, ms: Int32Array, n: number, ks: Int32Array, ldc: number, acc: boolean) => void;
+
+/**
+ * Many small independent products (one per expert): natively spread over the threads with each product
+ * single-threaded (native/grouped.c) — hundreds of tiny multithreaded GEMMs in a row would each pay a pool
+ * wake-up and packing set-up — else one backend matmul per group.
+ */
+function groupedGemm(be: ReturnType<typeof backendFor>, groups: readonly GemmGroup[], n: number, lda: number, transA: boolean, ldb: number, transB: boolean, acc: boolean): void {
+  const live = groups.filter((g) => g.m > 0);
+  if (!live.length || n === 0) return;
+  const fn = be.name === 'native' && live[0]!.c instanceof Float32Array ? (nativeAddonExports()?.['gemmGrouped'] as GroupedFn | undefined) : undefined;
+  if (fn && live.length > 1) {
+    fn(live.map((g) => g.c), Int32Array.from(live, (g) => g.cOff), live.map((g) => g.a), Int32Array.from(live, (g) => g.aOff), lda, transA,
+      live.map((g) => g.b), Int32Array.from(live, (g) => g.bOff), ldb, transB, Int32Array.from(live, (g) => g.m), n, Int32Array.from(live, (g) => g.k), n, acc);
+    return;
+  }
+  for (const g of live) {
+    if (g.k === 0) { if (!acc) g.c.fill(0, g.cOff, g.cOff + g.m * n); continue; }
+    be.matmul(g.c, g.cOff, g.a, g.aOff, 0, lda, transA, g.b, g.bOff, 0, ldb, transB, 1, g.m, n, g.k, acc);
+  }
+}
+
 /**
  * A mixture of SwiGLU experts over rows grouped by expert (DeepSeekMoE's routed experts as one op):
  * rows [o_e, o_e + counts[e]) of xs [P, D] go through expert e, and each output row is scaled by its routing weight:
@@ -289,22 +315,13 @@ export function groupedSwiGLU(xs: Tensor, rw: Tensor, counts: readonly number[],
   const X = farr(xc), R = farr(rc);
   const A = empty([P, I], dt), Bu = empty([P, I], dt), H = empty([P, I], dt), Z = empty([P, D], dt), Y = empty([P, D], dt);
   const fa = farr(A), fb = farr(Bu), fh = farr(H), fz = farr(Z), fy = farr(Y);
-  let o = 0;
-  for (let e = 0; e < E; e++) {
-    const n = counts[e]!;
-    if (n > 0) {
-      be.matmul(fa, o * I, X, o * D, 0, D, false, farr(wg[e]!), 0, 0, D, true, 1, n, I, D, false);
-      be.matmul(fb, o * I, X, o * D, 0, D, false, farr(wu[e]!), 0, 0, D, true, 1, n, I, D, false);
-    }
-    o += n;
-  }
+  const offs: number[] = [];
+  for (let e = 0, o = 0; e < E; e++) { offs.push(o); o += counts[e]!; }
+  const rowsOf = (e: number) => counts[e]!;
+  groupedGemm(be, counts.map((n, e) => ({ c: fa, cOff: offs[e]! * I, a: X, aOff: offs[e]! * D, b: farr(wg[e]!), bOff: 0, m: n, k: D })), I, D, false, D, true, false);
+  groupedGemm(be, counts.map((n, e) => ({ c: fb, cOff: offs[e]! * I, a: X, aOff: offs[e]! * D, b: farr(wu[e]!), bOff: 0, m: n, k: D })), I, D, false, D, true, false);
   if (P * I > 0) be.siluMul(fh, fa, fb, P * I);
-  o = 0;
-  for (let e = 0; e < E; e++) {
-    const n = counts[e]!;
-    if (n > 0) be.matmul(fz, o * D, fh, o * I, 0, I, false, farr(wd[e]!), 0, 0, I, true, 1, n, D, I, false);
-    o += n;
-  }
+  groupedGemm(be, counts.map((n, e) => ({ c: fz, cOff: offs[e]! * D, a: fh, aOff: offs[e]! * I, b: farr(wd[e]!), bOff: 0, m: n, k: I })), D, I, false, I, true, false);
   for (let p = 0; p < P; p++) { const r = R[p]!; for (let j = p * D; j < (p + 1) * D; j++) fy[j] = fz[j]! * r; }
   const inputs = [xs, rw, ...gate, ...up, ...down];
   const out = record(Y, 'groupedSwiGLU', inputs, (g) => {
@@ -321,38 +338,20 @@ export function groupedSwiGLU(xs: Tensor, rw: Tensor, counts: readonly number[],
       fdr[p] = s;
     }
     const dX = xs.requiresGrad ? empty([P, D], dt) : null;
-    const gG: (Tensor | null)[] = [], gU: (Tensor | null)[] = [], gD: (Tensor | null)[] = [];
-    o = 0;
-    for (let e = 0; e < E; e++) {
-      const n = counts[e]!;
-      if (n > 0) {
-        // dH_e = dZ_e Wd_e; dWd_e = dZ_e^T H_e
-        be.matmul(fdh, o * I, fdz, o * D, 0, D, false, farr(wd[e]!), 0, 0, I, false, 1, n, I, D, false);
-        if (down[e]!.requiresGrad) {
-          const gw = empty([D, I], dt);
-          be.matmul(farr(gw), 0, fdz, o * D, 0, D, true, fh, o * I, 0, I, false, 1, D, I, n, false);
-          gD.push(gw);
-        } else gD.push(null);
-      } else gD.push(null);
-      o += n;
-    }
+    // dH_e = dZ_e Wd_e; dWd_e = dZ_e^T H_e (experts with rows and a trainable weight only).
+    groupedGemm(be, counts.map((n, e) => ({ c: fdh, cOff: offs[e]! * I, a: fdz, aOff: offs[e]! * D, b: farr(wd[e]!), bOff: 0, m: n, k: D })), I, D, false, I, false, false);
+    const wgrad = (ws: readonly Tensor[], shape: [number, number]) => ws.map((w, e) => (rowsOf(e) > 0 && w.requiresGrad ? empty(shape, dt) : null));
+    const gD = wgrad(down, [D, I]);
+    groupedGemm(be, gD.map((gw, e) => ({ c: gw ? farr(gw) : fdz, cOff: 0, a: fdz, aOff: offs[e]! * D, b: fh, bOff: offs[e]! * I, m: gw ? D : 0, k: rowsOf(e) })), I, D, true, I, false, false);
     if (P * I > 0) be.siluMulGrad(fda, fdb, fa, fb, fdh, P * I);
-    o = 0;
-    for (let e = 0; e < E; e++) {
-      const n = counts[e]!;
-      let gg: Tensor | null = null, gu: Tensor | null = null;
-      if (n > 0) {
-        if (gate[e]!.requiresGrad) { gg = empty([I, D], dt); be.matmul(farr(gg), 0, fda, o * I, 0, I, true, X, o * D, 0, D, false, 1, I, D, n, false); }
-        if (up[e]!.requiresGrad) { gu = empty([I, D], dt); be.matmul(farr(gu), 0, fdb, o * I, 0, I, true, X, o * D, 0, D, false, 1, I, D, n, false); }
-        if (dX) {
-          const fx = farr(dX);
-          be.matmul(fx, o * D, fda, o * I, 0, I, false, farr(wg[e]!), 0, 0, D, false, 1, n, D, I, false);
-          be.matmul(fx, o * D, fdb, o * I, 0, I, false, farr(wu[e]!), 0, 0, D, false, 1, n, D, I, true);
-        }
-      }
-      gG.push(gg);
-      gU.push(gu);
-      o += n;
+    // dWg_e = dA_e^T X_e, dWu_e = dB_e^T X_e; dX_e = dA_e Wg_e + dB_e Wu_e.
+    const gG = wgrad(gate, [I, D]), gU = wgrad(up, [I, D]);
+    groupedGemm(be, gG.map((gw, e) => ({ c: gw ? farr(gw) : fda, cOff: 0, a: fda, aOff: offs[e]! * I, b: X, bOff: offs[e]! * D, m: gw ? I : 0, k: rowsOf(e) })), D, I, true, D, false, false);
+    groupedGemm(be, gU.map((gw, e) => ({ c: gw ? farr(gw) : fdb, cOff: 0, a: fdb, aOff: offs[e]! * I, b: X, bOff: offs[e]! * D, m: gw ? I : 0, k: rowsOf(e) })), D, I, true, D, false, false);
+    if (dX) {
+      const fx = farr(dX);
+      groupedGemm(be, counts.map((n, e) => ({ c: fx, cOff: offs[e]! * D, a: fda, aOff: offs[e]! * I, b: farr(wg[e]!), bOff: 0, m: n, k: I })), D, I, false, D, false, false);
+      groupedGemm(be, counts.map((n, e) => ({ c: fx, cOff: offs[e]! * D, a: fdb, aOff: offs[e]! * I, b: farr(wu[e]!), bOff: 0, m: n, k: I })), D, I, false, D, false, true);
     }
     if (dX && P > 0 && D > 0 && I === 0) farr(dX).fill(0);
     for (const t of [dZ, dH, dA, dB]) t.dispose();
