@@ -13,10 +13,10 @@ type BenchMain = (argv: string[]) => Promise<void> | void;
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** Benchmark names: the compiled .js files next to this one (not this dispatcher, not helper folders). */
+/** Benchmark names: the compiled .js files next to this one (not this dispatcher, not *-common.js shared code, not helper folders). */
 export function availableBenches(dir = here): string[] {
   return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isFile() && e.name.endsWith('.js') && e.name !== 'run.js')
+    .filter((e) => e.isFile() && e.name.endsWith('.js') && e.name !== 'run.js' && !e.name.endsWith('-common.js'))
     .map((e) => e.name.slice(0, -3))
     .sort();
 }
