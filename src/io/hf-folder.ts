@@ -209,7 +209,7 @@ function scratchBytes(n: number): Uint8Array {
 }
 
 /** The FP8 block scales of `name` after checking them against the weight's shape and the block size. */
-function fp8Scales(src: TensorSource, name: string, blockSize: readonly [number, number]): { rows: number; cols: number; scales: Float32Array } {
+export function fp8Scales(src: TensorSource, name: string, blockSize: readonly [number, number]): { rows: number; cols: number; scales: Float32Array } {
   const info = src.info(name);
   const where = `${info.file}: tensor '${name}'`;
   const sname = name + SCALE_INV_SUFFIX;

@@ -7,13 +7,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.js';
-import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, toF32, SCALE_INV_SUFFIX, type SavedFolder } from '../io/hf-folder.js';
+import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, fp8Scales, SCALE_INV_SUFFIX, type SavedFolder } from '../io/hf-folder.js';
 import type { TensorSource } from '../io/safetensors.js';
 import {
   packableLinears, packMatrix, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
 } from '../nn/packed-weights.js';
 import { packedBytes, type PackedMatrix } from '../quant/qgemm.js';
-import { scaleShape } from '../quant/blockwise.js';
 import type { WriteTensor } from '../io/safetensors.js';
 import { isDeepseek, type ModelConfig } from './config.js';
 import { DenseCausalLM } from './llama.js';
@@ -66,17 +65,12 @@ export interface LoadedModel {
   packed?: PackSummary | null;
 }
 
-/** An FP8 checkpoint weight kept as it is: E4M3 codes + its 128x128 `_scale_inv` (checked), no conversion. */
-function readFp8Packed(src: TensorSource, name: string, rows: number, cols: number): PackedMatrix {
-  const sname = name + SCALE_INV_SUFFIX;
-  const sinfo = src.info(sname);
-  const [sr, sc] = scaleShape(rows, cols, 128, 128);
-  if (sinfo.shape.length !== 2 || sinfo.shape[0] !== sr || sinfo.shape[1] !== sc) {
-    throw new FormatError(`${sinfo.file}: tensor '${sname}': shape [${sinfo.shape.join(', ')}] does not match weight '${name}' [${rows}, ${cols}] in 128x128 blocks (expected [${sr}, ${sc}])`);
-  }
+/** An FP8 checkpoint weight kept as it is: E4M3 codes + its 128x128 `_scale_inv` (checked as every FP8 read is), no conversion. */
+function readFp8Packed(src: TensorSource, name: string): PackedMatrix {
+  const { rows, cols, scales } = fp8Scales(src, name, [128, 128]);
   const data = src.readBytes(name);
   checkNoNaNCodes(data, `${src.info(name).file}: tensor '${name}'`);
-  return { format: 'fp8', rows, cols, data, scaleInv: toF32(src.readRaw(sname), `${sinfo.file}: tensor '${sname}'`) };
+  return { format: 'fp8', rows, cols, data, scaleInv: scales };
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
@@ -128,7 +122,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
         const path = name.slice(0, -'.weight'.length);
         const bs = folder.fp8BlockSize;
         if (layer && fmt === 'fp8' && info.dtype === 'F8_E4M3' && src.has(name + SCALE_INV_SUFFIX) && (!bs || (bs[0] === 128 && bs[1] === 128))) {
-          const packed = readFp8Packed(src, name, layer.outFeatures, layer.inFeatures);
+          const packed = readFp8Packed(src, name);
           installPacked(layer, packed, path);
           pack!.layers++; pack!.params += p.size; pack!.bytesBefore += p.size * 4; pack!.bytesAfter += packedBytes(packed);
           bytes += info.end - info.begin;
