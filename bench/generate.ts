@@ -37,6 +37,7 @@ import { buildModel, type CausalLM } from '../src/models/load.js';
 import { parameterShapes, numel } from '../src/models/params.js';
 import { ModelRunner } from '../src/infer/kv-cache.js';
 import { GenerationEngine } from '../src/infer/generate.js';
+import { packWeights, packableLinears } from '../src/nn/packed-weights.js';
 import { Rng, tidy, full } from '../src/tensor/index.js';
 import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
 import { writeQwen2Gguf, weightsOf, type TokenizerJson, type GgufOutType } from '../src/io/gguf.js';
@@ -205,22 +206,6 @@ function runEngine(model: CausalLM, ps: number[][], gen: number): { prefill: Pha
   return { prefill, decode };
 }
 
-interface PackModule {
-  packWeights(model: unknown, format: 'bf16' | 'fp8'): { params: number; bytesAfter: number; tiedHeadBytes: number; kept: string[] };
-  packableLinears(model: unknown): Map<string, unknown>;
-}
-
-async function loadPacker(): Promise<PackModule | string> {
-  const spec = '../src/nn/packed-weights.js';
-  try {
-    const m = (await import(spec)) as Partial<PackModule>;
-    if (typeof m.packWeights !== 'function' || typeof m.packableLinears !== 'function') return 'src/nn/packed-weights.ts has no packWeights/packableLinears';
-    return m as PackModule;
-  } catch (e) {
-    return `src/nn/packed-weights.ts not loadable (${(e as Error).message.split('\n')[0]})`;
-  }
-}
-
 // ------------------------------------------------------------------------------------------------
 // PyTorch peer
 // ------------------------------------------------------------------------------------------------
@@ -334,7 +319,6 @@ export default async function main(argv: string[]): Promise<void> {
   if (o.json) console.log(JSON.stringify({ bench: 'generate', kind: 'bandwidth', bytes_per_s: Math.round(bw.bytesPerS), gb_per_s: round(bw.bytesPerS / 1e9, 2), method: bw.method, threads: o.threads }));
   else console.log(`memory bandwidth: ${round(bw.bytesPerS / 1e9, 2)} GB/s (${bw.method}, ${o.threads} threads)`);
 
-  const packer = o.dtypes.some((d) => d !== 'f32') ? await loadPacker() : null;
   const llamaMissing = o.llama ? nodeLlamaCppMissing() : 'disabled (--no-llama / --no-peer)';
   const torchMissing = o.torch ? torchUnavailable() : 'disabled (--no-torch / --no-peer)';
   if (llamaMissing) note(`llama.cpp peer skipped: ${llamaMissing}`);
@@ -382,9 +366,8 @@ export default async function main(argv: string[]): Promise<void> {
               }
             }
           } else {
-            if (typeof packer === 'string' || !packer) { note(`r1ts ${shape} ${dtype} skipped: ${String(packer)}`); continue; }
-            const packedNames = new Set(packer.packableLinears(model).keys());
-            const sum = packer.packWeights(model, dtype);
+            const packedNames = new Set(packableLinears(model).keys());
+            const sum = packWeights(model, dtype);
             const per = sum.bytesAfter / sum.params;
             bytes = decodeBytesPerToken(config, (n, s) => numel(s) * (packedNames.has(n) ? per : 4), sum.tiedHeadBytes || undefined);
           }
