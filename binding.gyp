@@ -10,7 +10,8 @@
         "native/kernels.c",
         "native/fp8.c",
         "native/grouped.c",
-        "native/qgemm.c"
+        "native/qgemm.c",
+        "native/qsmall.c"
       ],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wno-unused-function"],
       "cflags!": ["-O2"],

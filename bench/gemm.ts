@@ -205,7 +205,7 @@ export function estimateClock(): { ghz: number; source: string; measuredGhz: num
 
 /** FP32 flops per cycle per core: 2 FMA pipes x vector lanes x 2 (AVX2: Zen 2/3/4, Haswell and later). */
 function flopsPerCycle(isa: string): number {
-  if (isa === 'avx512') return 2 * 16 * 2; // assumes two 512-bit FMA ports (Xeon Gold/Platinum class)
+  if (isa === 'avx512' || isa === 'avx512bf16') return 2 * 16 * 2; // assumes two 512-bit FMA ports (Xeon Gold/Platinum class)
   if (isa === 'avx2') return 2 * 8 * 2;
   return 2 * 4 * 2; // SSE2 pair of 4-wide multiply + add per cycle, roughly
 }

@@ -12,8 +12,11 @@ static int detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   /* Our AVX2 kernels also use FMA3; AVX-512 kernels need only the F subset. */
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+      return R1_ISA_AVX512BF16;
     return R1_ISA_AVX512;
+  }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return R1_ISA_AVX2;
 #endif
   return R1_ISA_SCALAR;
@@ -29,6 +32,7 @@ int r1_isa(void) {
     if (strcmp(cap, "scalar") == 0) c = R1_ISA_SCALAR;
     else if (strcmp(cap, "avx2") == 0) c = R1_ISA_AVX2;
     else if (strcmp(cap, "avx512") == 0) c = R1_ISA_AVX512;
+    else if (strcmp(cap, "avx512bf16") == 0) c = R1_ISA_AVX512BF16;
     if (c < isa) isa = c; /* a cap only lowers: never enable what the CPU lacks */
   }
   cached = isa;
@@ -37,6 +41,7 @@ int r1_isa(void) {
 
 const char *r1_isa_name(int isa) {
   switch (isa) {
+    case R1_ISA_AVX512BF16: return "avx512bf16";
     case R1_ISA_AVX512: return "avx512";
     case R1_ISA_AVX2: return "avx2";
     default: return "scalar";

@@ -223,7 +223,7 @@ static const kinfo *kernel_info(void) {
   kinfo k = {SC_MR, SC_NR, 256, 256, ukr_scalar, 4};
 #ifdef R1_X86
   int isa = r1_isa();
-  if (isa == R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 256, 512, ukr_avx512, 4};
+  if (isa >= R1_ISA_AVX512) k = (kinfo){AVX512_MR, AVX512_NR, 256, 512, ukr_avx512, 4};
   else if (isa == R1_ISA_AVX2) k = (kinfo){AVX2_MR, AVX2_NR, 256, 256, ukr_avx2, 4};
 #endif
   const char *e;

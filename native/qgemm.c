@@ -43,6 +43,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "glue.h"
+#include "qsmall.h"
 #include "threads.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,6 +87,8 @@ typedef struct {
   float *Y;
   int small_m;
   const float *Xs; /* M == 1, fp8, AVX-512 raw decode: X (NULL when not used), scaled by 2^xs_shift */
+  const uint16_t *Xb; /* packed formats: X rounded to bf16 (bit patterns), for qsmall.c's vdpbf16ps kernels */
+  int qsmall;         /* M >= 2 rows go through qsmall.c (register-blocked AVX-512) */
   int xs_shift, raw_ok;
 } qctx;
 
@@ -547,6 +550,12 @@ static void small_range_scalar(const qctx *g, long g0, long g1) {
 static void small_chunk(void *vctx, long g0, long g1, int tid) {
   (void)tid;
   const qctx *g = vctx;
+  if (g->qsmall) {
+    const r1_qsmall a = {.fmt = g->fmt, .M = g->M, .N = g->N, .K = g->K, .sk = g->sk, .X = g->X, .Xb = g->Xb,
+                         .W = g->W, .S = g->S, .bias = g->bias, .Y = g->Y};
+    r1_qsmall_rows(&a, g0, g1);
+    return;
+  }
 #ifdef R1_X86
   if (g->isa >= R1_ISA_AVX512) { small_range_avx512(g, g0, g1); return; }
   if (g->isa >= R1_ISA_AVX2) { small_range_avx2(g, g0, g1); return; }
@@ -601,6 +610,16 @@ static void qctx_init(qctx *g, int fmt, long M, long N, long K, const float *X, 
 
 static _Thread_local float *panel_buf;
 static _Thread_local size_t panel_cap;
+/* Packed formats multiply bf16-rounded activations (qsmall.h): xr_buf holds them as f32 (exact), xh_buf as bf16. */
+static _Thread_local float *xr_buf;
+static _Thread_local uint16_t *xh_buf;
+static _Thread_local size_t xr_cap;
+
+static int env_no_qsmall(void) {
+  static int v = -1;
+  if (v < 0) v = getenv("R1_QGEMM_NO_QSMALL") != NULL; /* tuning hook: the older tile path for M >= 2 */
+  return v;
+}
 
 void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
               const float *bias, float *Y) {
@@ -613,8 +632,30 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
         for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
     return;
   }
+  if (fmt != R1_QW_F32 && K > 0) {
+    /* Round the activations to bf16 once, for every path below (GEMV, small M, prefill panels), so a row's
+     * result does not depend on how many rows share the call. */
+    const size_t n = (size_t)M * (size_t)K;
+    if (xr_cap < n) {
+      free(xr_buf);
+      free(xh_buf);
+      xr_buf = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+      xh_buf = aligned_alloc(64, (n * sizeof(uint16_t) + 63) / 64 * 64);
+      xr_cap = xr_buf && xh_buf ? n : 0;
+    }
+    if (!xr_cap) {
+      for (long i = 0; i < M; i++)
+        for (long j = 0; j < N; j++) Y[i * N + j] = NAN; /* out of memory: visible, never silently wrong */
+      return;
+    }
+    r1_round_bf16(X, xh_buf, (long)n);
+    for (size_t i = 0; i < n; i++) xr_buf[i] = bf16_f32(xh_buf[i]);
+    X = xr_buf;
+  }
   qctx g;
   qctx_init(&g, fmt, M, N, K, X, W, S, bias, Y);
+  g.Xb = fmt != R1_QW_F32 ? xh_buf : NULL;
+  g.qsmall = M >= 2 && r1_qsmall_ok(fmt) && !env_no_qsmall();
   if (K <= 0) {
     for (long i = 0; i < M; i++)
       for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;

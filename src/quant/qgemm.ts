@@ -10,7 +10,7 @@
  * accumulation order differs). R1_BACKEND=js forces the reference.
  */
 import { nativeAddonExports } from '../tensor/backends/native.js';
-import { bf16BitsToF32 } from '../tensor/backends/js.js';
+import { bf16BitsToF32, f32ToBf16Bits } from '../tensor/backends/js.js';
 import { decodeTable } from './fp8.js';
 import { DEFAULT_BLOCK, scaleShape } from './blockwise.js';
 import { FormatError, ShapeError } from '../errors.js';
@@ -80,7 +80,11 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
 }
 
 /**
- * y[M, N] = x[M, K] . W^T (+ bias[N]); x and y contiguous row-major. y is returned (allocated when not given).
+ * y[M, N] = bf16(x)[M, K] . W^T (+ bias[N]); x and y contiguous row-major. y is returned (allocated when not given).
+ * The activations are rounded to bf16 (nearest even) before the product, on every path and at every M — what
+ * PyTorch's bf16 inference and llama.cpp's F16/BF16 dot products do, and what lets the native kernels use the CPU's
+ * bf16 dot-product instructions (native/qsmall.c). Products of bf16 activations with bf16 or E4M3 weights are
+ * exact in f32; the sums are f32.
  */
 export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
   const N = w.rows, K = w.cols;
@@ -96,9 +100,17 @@ export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32
   return qgemmJs(x, M, w, bias, out);
 }
 
-/** The TypeScript reference: dequantize row by row (f32, as dequantizeBlockwise) and accumulate in f32. */
-export function qgemmJs(x: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
+/** x rounded to bf16 (nearest even), as f32 values: the activations qgemm multiplies. */
+export function roundActivations(x: Float32Array, n = x.length): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = bf16BitsToF32(f32ToBf16Bits(x[i]!));
+  return out;
+}
+
+/** The TypeScript reference: bf16-rounded x; dequantize row by row (f32, as dequantizeBlockwise); accumulate in f32. */
+export function qgemmJs(x0: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
   const N = w.rows, K = w.cols;
+  const x = roundActivations(x0, M * K);
   const out = y ?? new Float32Array(M * N);
   const row = new Float32Array(K);
   for (let j = 0; j < N; j++) {

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, type PackedMatrix } from '../../src/quant/qgemm.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
 import { loadNative } from '../../src/tensor/backends/native.js';
@@ -79,7 +79,7 @@ for (const fmt of ['bf16', 'fp8'] as const) {
             const x = gaussian(M * K, rnd);
             for (const b of [null, bias]) {
               const got = qgemm(x, M, p, b);
-              check(got, reference(x, M, deq, N, K, b), K, `${fmt} N=${N} K=${K} M=${M} threads=${threads} bias=${!!b}`);
+              check(got, reference(roundActivations(x), M, deq, N, K, b), K, `${fmt} N=${N} K=${K} M=${M} threads=${threads} bias=${!!b}`);
             }
           }
         }
@@ -96,7 +96,7 @@ test('the TypeScript reference qgemmJs agrees with the f64 reference too', () =>
   const w = gaussian(N * K, rnd);
   for (const { p, deq } of [packBf16(w, N, K), packFp8(w, N, K)]) {
     const x = gaussian(M * K, rnd);
-    check(qgemmJs(x, M, p), reference(x, M, deq, N, K, null), K, `js ${p.format}`);
+    check(qgemmJs(x, M, p), reference(roundActivations(x), M, deq, N, K, null), K, `js ${p.format}`);
   }
 });
 
@@ -135,7 +135,7 @@ test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 t
     for (const M of [1, 2]) {
       const xm = new Float32Array(M * K);
       for (let i = 0; i < M; i++) xm.set(x, i * K);
-      check(qgemm(xm, M, p), reference(xm, M, deq, N, K, null), K, `fp8 every code, |x| ~ ${range}, M=${M}`);
+      check(qgemm(xm, M, p), reference(roundActivations(xm), M, deq, N, K, null), K, `fp8 every code, |x| ~ ${range}, M=${M}`);
     }
   }
 });
@@ -152,10 +152,11 @@ test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qg
 });
 
 // The kernels are picked once per process from the CPU (R1_ISA caps it): rerun this file with each lower ISA so the
-// AVX2 and portable paths are checked too on a machine that has AVX-512.
+// AVX-512 without bf16 dot products, AVX2 and portable paths are checked too on a machine that has more.
+const ISA_LEVELS = ['scalar', 'avx2', 'avx512', 'avx512bf16'];
 const isa = loadNative()?.isa;
-for (const lower of ['avx2', 'scalar']) {
-  const skip = !qgemmNative() || process.env['R1_QGEMM_TEST_CHILD'] === '1' || (lower === 'avx2' && isa !== 'avx512') || isa === 'scalar';
+for (const lower of ['avx512', 'avx2', 'scalar']) {
+  const skip = !qgemmNative() || process.env['R1_QGEMM_TEST_CHILD'] === '1' || ISA_LEVELS.indexOf(lower) >= ISA_LEVELS.indexOf(isa ?? 'scalar');
   test(`the same checks with R1_ISA=${lower}`, { skip }, () => {
     const env: NodeJS.ProcessEnv = { ...process.env, R1_ISA: lower, R1_QGEMM_TEST_CHILD: '1' };
     delete env['NODE_TEST_CONTEXT']; // a fresh runner that prints its own TAP, not a child of this one

@@ -110,7 +110,7 @@ const ODD = [1, 3, 7, 17, 31, 33, 63, 129];
 
 test('native: loads and reports isa and threads', { skip: SKIP }, () => {
   assert.equal(N.name, 'native');
-  assert.ok(['avx512', 'avx2', 'scalar'].includes(N.isa), `isa ${N.isa}`);
+  assert.ok(['avx512bf16', 'avx512', 'avx2', 'scalar'].includes(N.isa), `isa ${N.isa}`);
   assert.ok(N.getThreads() >= 1);
   assert.equal(loadNative(), loaded, 'loadNative is cached');
   if (process.env.R1_ISA === 'scalar') assert.equal(N.isa, 'scalar');

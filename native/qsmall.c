@@ -1,0 +1,270 @@
+/* Register-blocked small-M products on AVX-512 (API in qsmall.h).
+ *
+ * Why: a batched decode step multiplies M = 2..16 rows of activations by every weight matrix. At that M the
+ * product is compute-bound (16 rows x 2 flop per weight) yet far too small for the packed GEMM (gemm.c), whose
+ * panel packing costs as much as the arithmetic. The old small-M path decoded W into an L1 tile and then ran M
+ * separate dot products over it with accumulators in memory: ~55-60 GFLOP/s on 2 cores. Here each group of 4 W rows
+ * is streamed once (straight from the weights for f32 and bf16) and multiplied against up to 6 X rows at a time with
+ * all 4 x 6 accumulators in zmm registers: per k step 4 W loads + 6 X loads feed 24 FMAs (or 24 vdpbf16ps, 2
+ * multiply-adds per lane), so the FMA ports, not the loads, set the pace.
+ *
+ * Formats:
+ *   f32   W rows as they are; f32 FMA; the result is the f32 dot product (summed in 16 lanes, then across lanes).
+ *   bf16  W rows as they are, X rounded to bf16 (round-to-nearest-even, once per call, by the caller): vdpbf16ps
+ *         multiplies bf16 pairs exactly and adds into f32 lanes (AVX512_BF16; the instruction treats bf16
+ *         subnormal inputs as zero, which for activations means |x| < 2^-126). Twice the f32 FMA rate.
+ *   fp8   each 128-wide stretch of a 4-row group's E4M3 codes is decoded to bf16 (exact: E4M3 has 3 mantissa bits;
+ *         decoded as value * 2^-8 through the fp16 route of qgemm.c, which keeps E4M3 subnormals normal in bf16)
+ *         into an L1 tile, multiplied with vdpbf16ps as above, and each 128-wide partial sum is folded into the f32
+ *         total times 2^8 * scale_inv of its block. The decode is paid once per weight for all M rows.
+ * Rounding activations to bf16 for packed weights is what PyTorch's bf16 inference and llama.cpp's F16/BF16 dot
+ * products do; qgemm.c applies the same rounding on every path (any M, any ISA), so a sequence gets the same
+ * logits alone or in a batch up to f32 summation order.
+ */
+#define _GNU_SOURCE
+#include "qsmall.h"
+
+#include <string.h>
+
+#include "cpu.h"
+#include "qgemm.h"
+
+#define QR 4  /* W rows per group */
+#define MRX 6 /* X rows per register block */
+#define BLK R1_QW_BLOCK
+#ifndef QS_PF_ROWS
+#define QS_PF_ROWS 4 /* prefetch distance in W rows (one group ahead) */
+#endif
+
+static inline long min_l(long a, long b) { return a < b ? a : b; }
+
+void r1_round_bf16(const float *src, uint16_t *dst, long n) {
+  for (long i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &src[i], 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) dst[i] = (uint16_t)((u >> 16) | 0x40); /* NaN: keep it a (quiet) NaN */
+    else dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+int r1_qsmall_ok(int fmt) {
+  const int isa = r1_isa();
+  if (fmt == R1_QW_F32) return isa >= R1_ISA_AVX512;
+  return isa >= R1_ISA_AVX512BF16;
+}
+
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define AI static inline __attribute__((always_inline))
+
+/* The 24 accumulators a<r><i>: W row r (0..3) x X row i (0..5). Blocks with fewer X rows (MR < 6) never touch the
+ * others, and MR is a compile-time constant in every instantiation, so they vanish. */
+#define ACC_DECL                                                                                                   \
+  __m512 a00 = _mm512_setzero_ps(), a10 = a00, a20 = a00, a30 = a00, a01 = a00, a11 = a00, a21 = a00, a31 = a00, \
+         a02 = a00, a12 = a00, a22 = a00, a32 = a00, a03 = a00, a13 = a00, a23 = a00, a33 = a00, a04 = a00,        \
+         a14 = a00, a24 = a00, a34 = a00, a05 = a00, a15 = a00, a25 = a00, a35 = a00;
+#define FOR_X(M) M(0) M(1) M(2) M(3) M(4) M(5)
+/* tot[r * 6 + i] += a<r><i> * vs */
+#define FOLD1(i)                                                                                                   \
+  if (MR > i) {                                                                                                    \
+    tot[0 * MRX + i] = _mm512_fmadd_ps(a0##i, vs, tot[0 * MRX + i]);                                               \
+    tot[1 * MRX + i] = _mm512_fmadd_ps(a1##i, vs, tot[1 * MRX + i]);                                               \
+    tot[2 * MRX + i] = _mm512_fmadd_ps(a2##i, vs, tot[2 * MRX + i]);                                               \
+    tot[3 * MRX + i] = _mm512_fmadd_ps(a3##i, vs, tot[3 * MRX + i]);                                               \
+  }
+#define XPTRS(T, xr)                                                                                               \
+  const T *x0 = xr[0], *x1 = xr[MR > 1 ? 1 : 0], *x2 = xr[MR > 2 ? 2 : 0], *x3 = xr[MR > 3 ? 3 : 0],            \
+          *x4 = xr[MR > 4 ? 4 : 0], *x5 = xr[MR > 5 ? 5 : 0];                                                      \
+  (void)x1; (void)x2; (void)x3; (void)x4; (void)x5;
+
+/* Software prefetch of the next group's W rows (pf, or NULL), one cache line per row per k step, issued while the
+ * first X block streams this group: at M = 16 a weight is used 16 times, so the hardware prefetcher alone lets the
+ * first pass over each group stall on DRAM (measured: 54 vs 95 GFLOP/s per thread, f32, weights in DRAM vs cache). */
+#define PREFETCH_NEXT(p)                                                                                           \
+  if (pf) {                                                                                                        \
+    _mm_prefetch((const char *)(pf[0] + (p)), _MM_HINT_T0); _mm_prefetch((const char *)(pf[1] + (p)), _MM_HINT_T0); \
+    _mm_prefetch((const char *)(pf[2] + (p)), _MM_HINT_T0); _mm_prefetch((const char *)(pf[3] + (p)), _MM_HINT_T0); \
+  }
+
+/* f32: for p in [0, kc): a<r><i> += x_i[p] * w_r[p]; then tot += a * vs. */
+#define STEP_F32(i)                                                                                                \
+  if (MR > i) {                                                                                                    \
+    const __m512 xv = LX(x##i + p);                                                                                \
+    a0##i = _mm512_fmadd_ps(xv, w0, a0##i); a1##i = _mm512_fmadd_ps(xv, w1, a1##i);                                \
+    a2##i = _mm512_fmadd_ps(xv, w2, a2##i); a3##i = _mm512_fmadd_ps(xv, w3, a3##i);                                \
+  }
+T5 AI void mk_f32(const int MR, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
+                  const float *const *pf) {
+  XPTRS(float, xr)
+  const float *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
+  ACC_DECL
+  long p = 0;
+#define LX(ptr) _mm512_loadu_ps(ptr)
+  for (; p + 16 <= kc; p += 16) {
+    PREFETCH_NEXT(p);
+    const __m512 w0 = _mm512_loadu_ps(r0 + p), w1 = _mm512_loadu_ps(r1 + p), w2 = _mm512_loadu_ps(r2 + p),
+                 w3 = _mm512_loadu_ps(r3 + p);
+    FOR_X(STEP_F32)
+  }
+#undef LX
+  if (p < kc) {
+    const __mmask16 m = (__mmask16)((1u << (kc - p)) - 1u);
+#define LX(ptr) _mm512_maskz_loadu_ps(m, ptr)
+    const __m512 w0 = LX(r0 + p), w1 = LX(r1 + p), w2 = LX(r2 + p), w3 = LX(r3 + p);
+    FOR_X(STEP_F32)
+#undef LX
+  }
+  FOR_X(FOLD1)
+}
+
+/* bf16 pairs: 32 values per register, vdpbf16ps adds x[2l] w[2l] + x[2l+1] w[2l+1] into lane l. */
+#define STEP_BF(i)                                                                                                 \
+  if (MR > i) {                                                                                                    \
+    const __m512bh xv = (__m512bh)LX(x##i + p);                                                                    \
+    a0##i = _mm512_dpbf16_ps(a0##i, xv, w0); a1##i = _mm512_dpbf16_ps(a1##i, xv, w1);                              \
+    a2##i = _mm512_dpbf16_ps(a2##i, xv, w2); a3##i = _mm512_dpbf16_ps(a3##i, xv, w3);                              \
+  }
+T5 AI void mk_bf16(const int MR, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
+                   __m512 vs, const uint16_t *const *pf) {
+  XPTRS(uint16_t, xr)
+  const uint16_t *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
+  ACC_DECL
+  long p = 0;
+#define LX(ptr) _mm512_loadu_si512((const void *)(ptr))
+  for (; p + 32 <= kc; p += 32) {
+    PREFETCH_NEXT(p);
+    const __m512bh w0 = (__m512bh)LX(r0 + p), w1 = (__m512bh)LX(r1 + p), w2 = (__m512bh)LX(r2 + p),
+                   w3 = (__m512bh)LX(r3 + p);
+    FOR_X(STEP_BF)
+  }
+#undef LX
+  if (p < kc) {
+    const __mmask32 m = (__mmask32)((1ull << (kc - p)) - 1ull);
+#define LX(ptr) _mm512_maskz_loadu_epi16(m, (const void *)(ptr))
+    const __m512bh w0 = (__m512bh)LX(r0 + p), w1 = (__m512bh)LX(r1 + p), w2 = (__m512bh)LX(r2 + p),
+                   w3 = (__m512bh)LX(r3 + p);
+    FOR_X(STEP_BF)
+#undef LX
+  }
+  FOR_X(FOLD1)
+}
+
+#define MK_SWITCH(FN, mr, ...)                                                                                     \
+  switch (mr) {                                                                                                    \
+    case 1: FN(1, __VA_ARGS__); break;                                                                             \
+    case 2: FN(2, __VA_ARGS__); break;                                                                             \
+    case 3: FN(3, __VA_ARGS__); break;                                                                             \
+    case 4: FN(4, __VA_ARGS__); break;                                                                             \
+    case 5: FN(5, __VA_ARGS__); break;                                                                             \
+    default: FN(6, __VA_ARGS__); break;                                                                            \
+  }
+T5 static void mk_f32_any(int mr, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
+                          const float *const *pf) {
+  MK_SWITCH(mk_f32, mr, xr, wr, kc, tot, vs, pf)
+}
+T5 static void mk_bf16_any(int mr, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
+                           __m512 vs, const uint16_t *const *pf) {
+  MK_SWITCH(mk_bf16, mr, xr, wr, kc, tot, vs, pf)
+}
+
+/* 16 E4M3 codes (masked to n <= 16) -> f32 equal to value * 2^-8 (the fp16 route of qgemm.c's header). */
+T5 AI __m512 e4m3x16_h(const uint8_t *p, __mmask16 m) {
+  __m256i s = _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(m, p));
+  return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s, 7), _mm256_set1_epi16((short)0xBFFF)));
+}
+/* Decode codes [0, kc) of one row (kc <= 128) into bf16 dst, zero-filled to a multiple of 32; pf: the same stretch
+ * of the next group's row, prefetched (or NULL). */
+T5 static void decode_bf16_block(const uint8_t *w, long kc, uint16_t *dst, const uint8_t *pf) {
+  for (long p = 0; p < kc; p += 32) {
+    if (pf && (p & 63) == 0) _mm_prefetch((const char *)(pf + p), _MM_HINT_T0);
+    const long n = kc - p;
+    const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+    const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1u);
+    const __m512 lo = e4m3x16_h(w + p, m0), hi = e4m3x16_h(w + p + 16, m1);
+    _mm512_storeu_si512((void *)(dst + p), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+}
+
+/* Horizontal sum of each accumulator, written to Y. */
+T5 static void store_block(const r1_qsmall *a, long i0, int mr, long j, int nr, const __m512 *tot) {
+  for (int i = 0; i < mr; i++)
+    for (int r = 0; r < nr; r++)
+      a->Y[(i0 + i) * a->N + j + r] = _mm512_reduce_add_ps(tot[r * MRX + i]) + (a->bias ? a->bias[j + r] : 0.0f);
+}
+
+T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
+  const long M = a->M, N = a->N, K = a->K;
+  __m512 tot[((QS_MAX_M + MRX - 1) / MRX) * QR * MRX] __attribute__((aligned(64)));
+  uint16_t tile[QR][BLK] __attribute__((aligned(64)));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (long gi = g0; gi < g1; gi++) {
+    const long j = gi * QR;
+    const int nr = (int)min_l(QR, N - j);
+    for (long c0 = 0; c0 < M; c0 += QS_MAX_M) {
+      const long cm = min_l(QS_MAX_M, M - c0);
+      /* X rows [c0, c0 + cm) in register blocks of at most 6 rows, sizes as even as possible (16 -> 6, 5, 5);
+       * block b covers rows [c0 + bs[b], c0 + bs[b] + bm[b]). */
+      const int nb = (int)((cm + MRX - 1) / MRX);
+      int bs[(QS_MAX_M + MRX - 1) / MRX], bm[(QS_MAX_M + MRX - 1) / MRX];
+      for (int b = 0, s = 0; b < nb; b++) {
+        bm[b] = (int)((cm - s + (nb - b) - 1) / (nb - b));
+        bs[b] = s;
+        s += bm[b];
+      }
+      memset(tot, 0, sizeof(__m512) * (size_t)nb * QR * MRX);
+      if (a->fmt == R1_QW_F32) {
+        const float *W = (const float *)a->W;
+        const float *wr[QR], *pf[QR];
+        for (int r = 0; r < QR; r++) {
+          wr[r] = W + (j + (r < nr ? r : 0)) * K; /* missing rows: a copy, discarded */
+          pf[r] = W + min_l(j + QS_PF_ROWS + r, N - 1) * K;
+        }
+        for (int b = 0; b < nb; b++) {
+          const float *xr[MRX];
+          for (int i = 0; i < MRX; i++) xr[i] = a->X + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K;
+          mk_f32_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, b == 0 && c0 == 0 ? pf : NULL);
+        }
+      } else if (a->fmt == R1_QW_BF16) {
+        const uint16_t *W = (const uint16_t *)a->W;
+        const uint16_t *wr[QR], *pf[QR];
+        for (int r = 0; r < QR; r++) {
+          wr[r] = W + (j + (r < nr ? r : 0)) * K;
+          pf[r] = W + min_l(j + QS_PF_ROWS + r, N - 1) * K;
+        }
+        for (int b = 0; b < nb; b++) {
+          const uint16_t *xr[MRX];
+          for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K;
+          mk_bf16_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, b == 0 && c0 == 0 ? pf : NULL);
+        }
+      } else {
+        const uint8_t *W = (const uint8_t *)a->W;
+        const float *srow = a->S + (j / BLK) * a->sk;
+        const uint16_t *wr[QR] = {tile[0], tile[1], tile[2], tile[3]};
+        for (long kb = 0; kb < K; kb += BLK) {
+          const long kc = min_l(BLK, K - kb);
+          for (int r = 0; r < QR; r++)
+            decode_bf16_block(W + (j + (r < nr ? r : 0)) * K + kb, kc, tile[r],
+                              c0 == 0 ? W + min_l(j + QS_PF_ROWS + r, N - 1) * K + kb : NULL);
+          const __m512 vs = _mm512_set1_ps(srow[kb / BLK] * 256.0f); /* 2^8 undoes the decode's 2^-8 exactly */
+          for (int b = 0; b < nb; b++) {
+            const uint16_t *xr[MRX];
+            for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K + kb;
+            mk_bf16_any(bm[b], xr, wr, kc, tot + b * QR * MRX, vs, NULL);
+          }
+        }
+      }
+      for (int b = 0; b < nb; b++) store_block(a, c0 + bs[b], bm[b], j, nr, tot + b * QR * MRX);
+    }
+  }
+}
+#else
+int r1_qsmall_ok(int fmt) {
+  (void)fmt;
+  return 0;
+}
+void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
+  (void)a; (void)g0; (void)g1;
+}
+#endif

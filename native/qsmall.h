@@ -1,0 +1,31 @@
+/* Register-blocked small-M products Y[M,N] = X[M,K] . W^T (+ bias) on AVX-512 (implementation in qsmall.c).
+ * Serves qgemm.c's small-M path (batched decode: M = 2..QS_MAX_M rows against [out, in] weights) for
+ *   R1_QW_F32   f32 weights, f32 activations, f32 FMA;
+ *   R1_QW_BF16  bf16 weights x bf16-rounded activations with vdpbf16ps (AVX512_BF16 CPUs only);
+ *   R1_QW_E4M3  E4M3 codes decoded to bf16 (exact) x bf16-rounded activations with vdpbf16ps, the 128 x 128 block
+ *               scale applied to each 128-wide partial sum in f32 (AVX512_BF16 CPUs only). */
+#ifndef R1_QSMALL_H
+#define R1_QSMALL_H
+#include <stdint.h>
+
+/* Rows of X one pass over a W row group serves (the X rows of a call are taken in chunks of this many). */
+#define QS_MAX_M 64
+
+typedef struct {
+  int fmt;             /* R1_QW_F32 | R1_QW_BF16 | R1_QW_E4M3 */
+  long M, N, K, sk;    /* sk = ceil(K / 128): scale columns (fp8) */
+  const float *X;      /* [M, K] f32 rows (R1_QW_F32) */
+  const uint16_t *Xb;  /* [M, K] bf16 rows (R1_QW_BF16, R1_QW_E4M3) */
+  const void *W;       /* [N, K] */
+  const float *S;      /* fp8 block scales [ceil(N/128), sk] */
+  const float *bias;   /* [N] or NULL */
+  float *Y;            /* [M, N] */
+} r1_qsmall;
+
+/* 1 when this process can run r1_qsmall_rows for fmt (CPU features, R1_ISA cap). */
+int r1_qsmall_ok(int fmt);
+/* Output rows [4 g0, min(4 g1, N)) of Y (groups of 4 W rows; a group never straddles a 128-row scale block). */
+void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1);
+/* dst[i] = bf16 bits of src[i] rounded to nearest even (NaN stays NaN). */
+void r1_round_bf16(const float *src, uint16_t *dst, long n);
+#endif
