@@ -33,7 +33,7 @@ import { Gate, MoE } from '../src/models/deepseek-v3.js';
 import { Trainer, type Batch } from '../src/train/loop.js';
 import { Rng, randn, tidy, keep } from '../src/tensor/index.js';
 import { activeBackend } from '../src/tensor/ops/common.js';
-import { loadNative } from '../src/tensor/backends/native.js';
+import { loadNative, nativeAddonExports } from '../src/tensor/backends/native.js';
 import { jsBackend } from '../src/tensor/backends/js.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -458,6 +458,14 @@ function installProfiler(): void {
   };
   const native = loadNative();
   if (native) wrapAll(native as unknown as Record<string, unknown>, 'native');
+  // Kernels that ops call on the raw addon (grouped GEMM, packed GEMMs) rather than through the backend object.
+  const raw = nativeAddonExports();
+  if (raw) {
+    const picked: Record<string, unknown> = {};
+    for (const name of ['gemmGrouped', 'qgemm']) if (typeof raw[name] === 'function') picked[name] = raw[name];
+    wrapAll(picked, 'native');
+    Object.assign(raw, picked);
+  }
   wrapAll(jsBackend as unknown as Record<string, unknown>, 'js');
   const route = Gate.prototype.route;
   Gate.prototype.route = function (this: Gate, x) {

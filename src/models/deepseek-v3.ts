@@ -212,9 +212,13 @@ export class Gate extends Module {
     const biased = new Float64Array(E);
     const groupScore = new Float64Array(G);
     const allowed = new Uint8Array(G);
+    const topVal = new Float64Array(K);
+    const topIdx = new Int32Array(K);
+    // Selection by insertion into the running top K (O(E K) per token, no allocation): at 256 experts sorting every
+    // token's candidates cost more than the layer's expert GEMMs. Order: biased score descending, then expert
+    // index ascending (experts are visited in increasing index and an equal score never displaces an earlier one).
     for (let t = 0; t < Tn; t++) {
       for (let e = 0; e < E; e++) biased[e] = s[t * E + e]! + (bias ? bias[e]! : 0);
-      allowed.fill(1);
       if (G > 1) {
         for (let g = 0; g < G; g++) {
           // V3: sum of the group's top-2 biased scores; V2 group_limited_greedy: the group's max.
@@ -226,14 +230,25 @@ export class Gate extends Module {
           }
           groupScore[g] = bias ? a + (per > 1 ? b : 0) : a;
         }
-        const order = Array.from({ length: G }, (_, g) => g).sort((p, q) => groupScore[q]! - groupScore[p]! || p - q);
+        // The topk_group best groups (score descending, then group index ascending).
         allowed.fill(0);
-        for (let j = 0; j < c.topkGroup; j++) allowed[order[j]!] = 1;
+        for (let j = 0; j < c.topkGroup; j++) {
+          let best = -1;
+          for (let g = 0; g < G; g++) if (!allowed[g] && (best < 0 || groupScore[g]! > groupScore[best]!)) best = g;
+          allowed[best] = 1;
+        }
+      } else allowed.fill(1);
+      let n = 0;
+      for (let e = 0; e < E; e++) {
+        if (!allowed[(e / per) | 0]) continue;
+        const v = biased[e]!;
+        if (n === K && !(v > topVal[K - 1]!)) continue;
+        let pos = n < K ? n++ : K - 1;
+        while (pos > 0 && topVal[pos - 1]! < v) { topVal[pos] = topVal[pos - 1]!; topIdx[pos] = topIdx[pos - 1]!; pos--; }
+        topVal[pos] = v;
+        topIdx[pos] = e;
       }
-      const cand: number[] = [];
-      for (let e = 0; e < E; e++) if (allowed[Math.floor(e / per)]) cand.push(e);
-      cand.sort((p, q) => biased[q]! - biased[p]! || p - q);
-      for (let j = 0; j < K; j++) idx[t * K + j] = cand[j]!;
+      for (let j = 0; j < K; j++) idx[t * K + j] = topIdx[j]!;
     }
     const indices = T.fromArray(idx, [Tn, K]);
     let weights = T.gather(scores, 1, indices);
