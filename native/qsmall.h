@@ -17,6 +17,8 @@ typedef struct {
   const float *X;      /* [M, K] f32 rows (R1_QW_F32) */
   const uint16_t *Xb;  /* [M, K] bf16 rows (R1_QW_BF16, R1_QW_E4M3) */
   const void *W;       /* [N, K] */
+  long ldx, ldw, ldy;  /* row strides of X, W (elements) and Y; 0 = dense (K, K, N) */
+  int accumulate;      /* Y += X . W^T instead of Y = (f32 only) */
   const float *S;      /* fp8 block scales [ceil(N/128), sk] */
   const float *bias;   /* [N] or NULL */
   float *Y;            /* [M, N] */
@@ -26,6 +28,12 @@ typedef struct {
 int r1_qsmall_ok(int fmt);
 /* Output rows [4 g0, min(4 g1, N)) of Y (groups of 4 W rows; a group never straddles a 128-row scale block). */
 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1);
+/* Single-threaded f32 C[m,n] (= or +=, beta 0 or 1) op(A) op(B) for the small shapes where the packed GEMM's panel
+ * packing costs as much as the arithmetic (DeepSeekMoE's per-expert products: tens of rows). Forms: NT (dot
+ * products, the qsmall kernel), NN and TN (broadcast kernel: 6 rows of C x 64 columns in registers, one row of B per
+ * step). Returns 0 (nothing done) for TT, beta other than 0 or 1, or without AVX-512. */
+int r1_small_sgemm(int transA, int transB, long m, long n, long k, const float *A, long lda, const float *B, long ldb,
+                   float beta, float *C, long ldc);
 /* dst[i] = bf16 bits of src[i] rounded to nearest even (NaN stays NaN). */
 void r1_round_bf16(const float *src, uint16_t *dst, long n);
 #endif

@@ -111,6 +111,24 @@ function bigCases(): Case[] {
   return out;
 }
 
+// Expert-sized products (DeepSeekMoE: tens of rows) take native/qsmall.c's register-blocked kernels on AVX-512 (NT for
+// m <= 64, NN for m <= 128, TN for k <= 128, single-threaded calls); the shapes straddle those limits.
+test('gemm: expert-sized products around the small-kernel limits (NT/NN/TN, accumulate and overwrite)', { skip: SKIP }, () => {
+  const be = N!;
+  const before = be.getThreads();
+  let seed = 500;
+  try {
+    be.setThreads(1);
+    for (const [m, n, k, tA, tB] of [[32, 256, 96, false, true], [64, 70, 40, false, true], [65, 70, 40, false, true],
+      [32, 90, 100, false, false], [128, 33, 20, false, false], [129, 33, 20, false, false],
+      [70, 90, 32, true, false], [40, 30, 128, true, false], [40, 30, 129, true, false]] as const) {
+      for (const acc of [false, true]) check({ m, n, k, tA, tB, acc }, seed++);
+    }
+  } finally {
+    be.setThreads(before);
+  }
+});
+
 test('gemm: small odd shapes, every transpose, accumulate and overwrite', { skip: SKIP }, () => {
   let seed = 1;
   for (const c of smallCases()) check(c, seed++);
