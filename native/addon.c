@@ -582,7 +582,7 @@ static int attn_mask(call_t *c, napi_value mv, napi_value gv, const attn_dims *a
 }
 
 static napi_value f_attention(napi_env env, napi_callback_info info) {
-  BEGIN("attention", 16);
+  BEGIN("attention", 17);
   arr_t out, lse, q, k, v;
   ARG_F32(0, &out, "out");
   ARG_F32(1, &lse, "lse");
@@ -594,13 +594,35 @@ static napi_value f_attention(napi_env env, napi_callback_info info) {
   NEED(&out, 0, a.no, "out");
   NEED(&lse, 0, a.nl, "lse");
   NEED(&q, 0, a.nq, "q");
-  NEED(&k, 0, a.nk, "k");
-  NEED(&v, 0, a.nv, "v");
+  /* argv[16]: null (dense k, v) or a Float64Array [kRow, kHead, vRow, vHead] of element strides (forward only). */
+  long kvst[4] = {a.Dk, a.Sk * a.Dk, a.Dv, a.Sk * a.Dv};
+  int strided = 0;
+  {
+    napi_valuetype t;
+    napi_typeof(env, argv[16], &t);
+    if (t != napi_null && t != napi_undefined) {
+      arr_t g;
+      if (!arg_typed(C, argv[16], &g, "kvStrides", napi_float64_array)) return NULL;
+      if (g.len < 4) { fail(C, 1, "kvStrides needs [kRow, kHead, vRow, vHead]"); return NULL; }
+      const double *G = g.data;
+      for (int i = 0; i < 4; i++)
+        if (!(G[i] == floor(G[i])) || G[i] < 0 || G[i] > (double)MAX_SIZE) { fail(C, 1, "kvStrides[%d] = %g must be a non-negative integer", i, G[i]); return NULL; }
+      for (int i = 0; i < 4; i++) kvst[i] = (long)G[i];
+      if (kvst[0] < a.Dk || kvst[2] < a.Dv) { fail(C, 1, "kvStrides: row strides (%ld, %ld) shorter than Dk = %ld / Dv = %ld", kvst[0], kvst[2], a.Dk, a.Dv); return NULL; }
+      strided = 1;
+    }
+  }
+  /* Extents: the last (batch, head)'s last row's last element, +1. */
+  const long nbh = a.B * a.Hkv;
+  const long kext = nbh > 0 && a.Sk > 0 ? (nbh - 1) * kvst[1] + (a.Sk - 1) * kvst[0] + a.Dk : 0;
+  const long vext = nbh > 0 && a.Sk > 0 ? (nbh - 1) * kvst[3] + (a.Sk - 1) * kvst[2] + a.Dv : 0;
+  NEED(&k, 0, strided ? kext : a.nk, "k");
+  NEED(&v, 0, strided ? vext : a.nv, "v");
   const float *mask;
   long mst[4] = {0, 0, 0, 0};
   if (!attn_mask(C, argv[5], argv[6], &a, &mask, mst)) return NULL;
   k_attention(out.data, lse.data, q.data, k.data, v.data, mask, mst, a.B, a.Hq, a.Hkv, a.Sq, a.Sk, a.Dk, a.Dv,
-              (float)a.scale, a.causal);
+              (float)a.scale, a.causal, kvst);
   return NULL;
 }
 

@@ -1531,6 +1531,10 @@ typedef struct {
   const float *q, *k, *v, *dout, *o, *lsein, *mask;
   long ms[4];
   long B, Hq, Hkv, Sq, Sk, Dk, Dv;
+  /* Forward only: element strides between keys (rows) and between (batch, kv head) pairs of k and v; the dense
+   * layout is kRow = Dk, kHead = Sk Dk (likewise v). An inference KV cache with spare capacity (rows beyond Sk)
+   * or the MLA latent read as values (v = the first Dv columns of k's rows) is passed in place this way. */
+  long kRow, kHead, vRow, vHead;
   float scale;
   int causal;
   long nitems;
@@ -1577,14 +1581,14 @@ static void attn_fwd_team(void *vc, int tid, int nteam) {
     long qb = it % nqb, bh = it / nqb, h = bh % c->Hq, b = bh / c->Hq, kvh = h / group;
     long i0 = qb * QB, ni = min_l(QB, c->Sq - i0);
     const float *Q = c->q + (bh * c->Sq + i0) * Dk;
-    const float *K = c->k + (b * c->Hkv + kvh) * c->Sk * Dk;
-    const float *Vv = c->v + (b * c->Hkv + kvh) * c->Sk * Dv;
+    const float *K = c->k + (b * c->Hkv + kvh) * c->kHead;
+    const float *Vv = c->v + (b * c->Hkv + kvh) * c->vHead;
     for (long r = 0; r < ni; r++) { m[r] = -INFINITY; l[r] = 0; }
     memset(acc, 0, sizeof(float) * (size_t)(ni * Dv));
     long kend = attn_kend(c, i0, ni);
     for (long j0 = 0; j0 < kend; j0 += KB) {
       long nj = min_l(KB, kend - j0);
-      r1_sgemm_st(0, 1, ni, nj, Dk, c->scale, Q, Dk, K + j0 * Dk, Dk, 0.0f, S, KB);
+      r1_sgemm_st(0, 1, ni, nj, Dk, c->scale, Q, Dk, K + j0 * c->kRow, c->kRow, 0.0f, S, KB);
       for (long r = 0; r < ni; r++) {
         float *row = S + r * KB;
         long vis = attn_prep_row(c, row, b, h, i0 + r, j0, nj);
@@ -1597,7 +1601,7 @@ static void attn_fwd_team(void *vc, int tid, int nteam) {
         if (alpha != 1.0f) L->scale_ip(acc + r * Dv, alpha, Dv);
         m[r] = mn;
       }
-      r1_sgemm_st(0, 0, ni, Dv, nj, 1.0f, S, KB, Vv + j0 * Dv, Dv, 1.0f, acc, Dv);
+      r1_sgemm_st(0, 0, ni, Dv, nj, 1.0f, S, KB, Vv + j0 * c->vRow, c->vRow, 1.0f, acc, Dv);
     }
     float *O = c->out + (bh * c->Sq + i0) * Dv;
     float *LS = c->lse + bh * c->Sq + i0;
@@ -1616,12 +1620,15 @@ static void attn_fwd_team(void *vc, int tid, int nteam) {
 
 void k_attention(float *out, float *lse, const float *q, const float *k, const float *v,
                  const float *mask, const long *mst,
-                 long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal) {
+                 long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal,
+                 const long *kvst) {
   attn_ctx c;
   memset(&c, 0, sizeof c);
   c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.mask = mask;
   if (mask) for (int d = 0; d < 4; d++) c.ms[d] = mst[d];
   c.B = B; c.Hq = Hq; c.Hkv = Hkv; c.Sq = Sq; c.Sk = Sk; c.Dk = Dk; c.Dv = Dv; c.scale = scale; c.causal = causal;
+  c.kRow = kvst ? kvst[0] : Dk; c.kHead = kvst ? kvst[1] : Sk * Dk;
+  c.vRow = kvst ? kvst[2] : Dv; c.vHead = kvst ? kvst[3] : Sk * Dv;
   c.nitems = B * Hq * ((Sq + QB - 1) / QB);
   atomic_init(&c.next, 0);
   if (c.nitems == 0) return;

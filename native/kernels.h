@@ -54,7 +54,8 @@ void k_xent_grad(float *dlogits, const float *logits, const float *lse, const in
 /* mask: NULL or pointer at mask offset with 4 strides (b, h, i, j). */
 void k_attention(float *out, float *lse, const float *q, const float *k, const float *v,
                  const float *mask, const long *mst,
-                 long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal);
+                 long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal,
+                 const long *kv_strides /* [kRow, kHead, vRow, vHead] or NULL = dense */);
 void k_attention_grad(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *out, const float *lse, const float *mask, const long *mst,
                       long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal);

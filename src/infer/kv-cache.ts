@@ -6,7 +6,7 @@
  * The runner packs several sequences' new tokens into one ragged batch (prefill chunks and single decode
  * tokens together), so weights are streamed once per step for the whole batch.
  */
-import { Tensor, tidy, keep, noGrad } from '../tensor/index.js';
+import { Tensor, tidy, keep, noGrad, alias } from '../tensor/index.js';
 import type { KVPair } from '../nn/attention.js';
 import type { MLACache } from '../models/deepseek-v3.js';
 import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
@@ -15,7 +15,13 @@ import type { ModelConfig } from '../models/config.js';
 
 type LayerCache = KVPair | MLACache;
 
+/** Every tensor object a layer cache holds (views and their buffers): kept and disposed together. */
 function tensorsOf(c: LayerCache): Tensor[] {
+  const out = 'kv' in c ? [c.kv, c.kvBuf] : [c.k, c.v, c.kBuf, c.vBuf];
+  return out.filter((t): t is Tensor => !!t);
+}
+/** The cached values themselves (views only). */
+function valuesOf(c: LayerCache): Tensor[] {
   return 'kv' in c ? [c.kv] : [c.k, c.v];
 }
 
@@ -28,13 +34,14 @@ export class SequenceCache {
   valuesPerToken(): number {
     if (!this.layers || this.length === 0) return 0;
     let n = 0;
-    for (const c of this.layers) for (const t of tensorsOf(c)) n += t.size;
+    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size;
     return n / this.length;
   }
+  /** Bytes of the cached values (spare rows of the buffers not counted). */
   bytes(): number {
     if (!this.layers) return 0;
     let n = 0;
-    for (const c of this.layers) for (const t of tensorsOf(c)) n += t.size * (t.dtype === 'f64' ? 8 : 4);
+    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size * (t.dtype === 'f64' ? 8 : 4);
     return n;
   }
   /** Take ownership of the extended cache and release the old one. */
@@ -49,8 +56,12 @@ export class SequenceCache {
   truncate(length: number): void {
     if (length >= this.length) return;
     if (!this.layers || length <= 0) { this.dispose(); return; }
-    const cut = (t: Tensor) => tidy(() => t.narrow(2, 0, length).contiguous());
-    const layers = this.layers.map((c): LayerCache => ('kv' in c ? { kv: cut(c.kv) } : { k: cut(c.k), v: cut(c.v) }));
+    // Shorter views of the same buffers (later steps overwrite the dropped rows in place).
+    const cut = (t: Tensor) => t.narrow(2, 0, length);
+    const same = (t: Tensor | null | undefined) => (t ? alias(t) : null);
+    const layers = this.layers.map((c): LayerCache => ('kv' in c
+      ? { kv: cut(c.kv), kvBuf: same(c.kvBuf) }
+      : { k: cut(c.k), v: cut(c.v), kBuf: same(c.kBuf), vBuf: same(c.vBuf) }));
     this.replace(layers, length);
   }
 

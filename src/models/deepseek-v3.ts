@@ -19,6 +19,7 @@ import { Tensor, arange, keep, noGrad } from '../tensor/index.js';
 import { Module, ModuleList, dtypeOf, type InitOptions } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
+import { appendRows } from '../nn/kv-buffer.js';
 import { RMSNorm } from '../nn/norm.js';
 import { SwiGLU } from '../nn/mlp.js';
 import { ropeTables, yarnMscale } from '../nn/rope.js';
@@ -42,7 +43,8 @@ export function mlaSoftmaxScale(c: DeepseekConfig): number {
 }
 
 /** The MLA cache of one layer: [B, 1, S, kv_lora_rank + qk_rope_head_dim] (latent ; rope key). */
-export interface MLACache { kv: Tensor }
+/** From forwardSegments, kv is a view of a buffer with spare rows (kvBuf; src/nn/kv-buffer.ts). */
+export interface MLACache { kv: Tensor; kvBuf?: Tensor | null }
 
 export interface RopeCtx { cos: Tensor; sin: Tensor; positions: Tensor }
 
@@ -163,9 +165,11 @@ export class MLA extends Module {
     let off = 0;
     for (const s of segments) {
       const mine = kvNew.narrow(2, off, s.length);
-      const kv = s.past ? T.cat([s.past.kv, mine], 2) : mine.contiguous();
+      const rows = appendRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, mine);
+      const kv = rows.view;
+      // The values are the latent: the first L columns of each cached row, read in place (no copy).
       outs.push(T.attention(q.narrow(2, off, s.length), kv, kv.narrow(3, 0, L), { causal: true, scale: this.scale }));
-      caches.push({ kv });
+      caches.push({ kv, kvBuf: rows.buf });
       off += s.length;
     }
     const oLatent = outs.length === 1 ? outs[0]! : T.cat(outs, 2); // [1, H, N, L]

@@ -5,9 +5,14 @@
 import { Tensor, rope, attention, cat } from '../tensor/index.js';
 import { Module, type InitOptions } from './module.js';
 import { Linear } from './linear.js';
+import { appendRows } from './kv-buffer.js';
 
-/** Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). */
-export interface KVPair { k: Tensor; v: Tensor }
+/**
+ * Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). From forwardSegments (the inference
+ * engine) k and v are views of buffers with spare rows (kBuf, vBuf; src/nn/kv-buffer.ts) that later steps extend in
+ * place.
+ */
+export interface KVPair { k: Tensor; v: Tensor; kBuf?: Tensor | null; vBuf?: Tensor | null }
 
 export interface AttentionContext {
   cos: Tensor;
@@ -62,17 +67,11 @@ export class GQAttention extends Module {
     const present: KVPair[] = [];
     let off = 0;
     for (const s of segments) {
-      let ks = k.narrow(2, off, s.length);
-      let vs = v.narrow(2, off, s.length);
-      if (s.past) {
-        ks = cat([s.past.k, ks], 2);
-        vs = cat([s.past.v, vs], 2);
-      } else {
-        ks = ks.contiguous();
-        vs = vs.contiguous();
-      }
-      outs.push(attention(q.narrow(2, off, s.length), ks, vs, { causal: true }));
-      present.push({ k: ks, v: vs });
+      const p = s.past;
+      const kr = appendRows(p ? { view: p.k, buf: p.kBuf ?? null } : null, k.narrow(2, off, s.length));
+      const vr = appendRows(p ? { view: p.v, buf: p.vBuf ?? null } : null, v.narrow(2, off, s.length));
+      outs.push(attention(q.narrow(2, off, s.length), kr.view, vr.view, { causal: true }));
+      present.push({ k: kr.view, v: vr.view, kBuf: kr.buf, vBuf: vr.buf });
       off += s.length;
     }
     const o = outs.length === 1 ? outs[0]! : cat(outs, 2);

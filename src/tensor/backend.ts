@@ -41,6 +41,13 @@ export type RopeLayout = 'half' | 'interleaved';
  * `data[offset + i0*strides[0] + i1*strides[1] + ...]`. Strides are in elements and may be 0
  * (broadcast) — but never negative.
  */
+/**
+ * Element strides of attention's k and v (forward only): key j of (batch b, kv head h) starts at
+ * (b Hkv + h) kHead + j kRow (likewise v). Dense: kRow = Dk, kHead = Sk Dk. Lets an inference KV cache with spare
+ * rows, or values that are the leading columns of the key rows (MLA's latent), be read in place.
+ */
+export interface KVStrides { kRow: number; kHead: number; vRow: number; vHead: number }
+
 export interface Strided<A extends AnyArray = AnyArray> {
   data: A;
   offset: number;
@@ -158,7 +165,8 @@ export interface Backend {
    * (strides may be 0 to broadcast).
    */
   attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, mask: Strided<FArray> | null,
-    B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void;
+    B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
+    kvStrides?: KVStrides | null): void;
   /**
    * Backward of attention given out and lse from the forward pass. dq, dk, dv are written (not accumulated):
    * P = exp(s - lse); dv_j = sum_i P_ij dout_i; dP_ij = dout_i . v_j; Di = dout_i . out_i;

@@ -217,7 +217,8 @@ test('FP8 checkpoint: loads as fp8 with codes and scales bit-identical to the fi
     const f32 = roundedTwin(dir, model);
     const seq = [3, 14, 15, 92, 6, 5];
     const a = logitsOf(model, seq), b = logitsOf(f32, seq);
-    assert.ok(maxDiff(a, b) <= 2e-5 * maxAbs(b) + 1e-6, `fp8 vs dequantized f32: ${maxDiff(a, b)}`);
+    // (Up to an activation crossing a bf16 rounding boundary, as in the greedy test above.)
+    assert.ok(maxDiff(a, b) <= 2 ** -7 * maxAbs(b) && relRms(a, b) <= 2e-3, `fp8 vs dequantized f32: max ${maxDiff(a, b)}, relative RMS ${relRms(a, b)}`);
     model.dispose();
     f32.dispose();
   } finally {

@@ -15,7 +15,7 @@
  *   argument instead of silently reading `undefined` (NaN).
  */
 import type {
-  AnyArray, Backend, BinaryOp, CompareOp, FArray, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
+  AnyArray, Backend, BinaryOp, CompareOp, FArray, KVStrides, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
 } from '../backend.js';
 import { DTypeError, R1Error, ShapeError } from '../../errors.js';
 
@@ -980,12 +980,23 @@ function siluMulGrad(da: FArray, db: FArray, a: FArray, b: FArray, dy: FArray, n
 
 interface AttnDims { B: number; Hq: number; Hkv: number; Sq: number; Sk: number; Dk: number; Dv: number }
 
-function checkAttention(kernel: string, d: AttnDims, q: FArray, k: FArray, v: FArray, out: FArray, lse: FArray, mask: Strided<FArray> | null): void {
+function checkAttention(kernel: string, d: AttnDims, q: FArray, k: FArray, v: FArray, out: FArray, lse: FArray, mask: Strided<FArray> | null,
+  st: KVStrides | null = null): void {
   checkDims(kernel, { ...d });
   if (d.Hkv === 0 ? d.Hq !== 0 : d.Hq % d.Hkv !== 0) throw new ShapeError(`js.${kernel}: Hq = ${d.Hq} is not a multiple of Hkv = ${d.Hkv}`);
   checkLen(kernel, 'q', q, d.B * d.Hq * d.Sq * d.Dk);
-  checkLen(kernel, 'k', k, d.B * d.Hkv * d.Sk * d.Dk);
-  checkLen(kernel, 'v', v, d.B * d.Hkv * d.Sk * d.Dv);
+  if (st) {
+    for (const [name, val] of Object.entries(st) as [string, number][]) {
+      if (!Number.isInteger(val) || val < 0) throw new ShapeError(`js.${kernel}: kvStrides.${name} = ${val} must be a non-negative integer`);
+    }
+    if (st.kRow < d.Dk || st.vRow < d.Dv) throw new ShapeError(`js.${kernel}: kvStrides rows (${st.kRow}, ${st.vRow}) shorter than Dk = ${d.Dk} / Dv = ${d.Dv}`);
+    const nbh = d.B * d.Hkv;
+    checkLen(kernel, 'k', k, nbh > 0 && d.Sk > 0 ? (nbh - 1) * st.kHead + (d.Sk - 1) * st.kRow + d.Dk : 0);
+    checkLen(kernel, 'v', v, nbh > 0 && d.Sk > 0 ? (nbh - 1) * st.vHead + (d.Sk - 1) * st.vRow + d.Dv : 0);
+  } else {
+    checkLen(kernel, 'k', k, d.B * d.Hkv * d.Sk * d.Dk);
+    checkLen(kernel, 'v', v, d.B * d.Hkv * d.Sk * d.Dv);
+  }
   checkLen(kernel, 'out', out, d.B * d.Hq * d.Sq * d.Dv);
   checkLen(kernel, 'lse', lse, d.B * d.Hq * d.Sq);
   if (mask) checkStrided(kernel, 'mask', mask, [d.B, d.Hq, d.Sq, d.Sk]);
@@ -996,10 +1007,10 @@ function checkAttention(kernel: string, d: AttnDims, q: FArray, k: FArray, v: FA
  * over visible keys (-Infinity if none). `jEnd` is one past the last visible key (causal).
  */
 function scoreRow(s: Float64Array, q: FArray, qBase: number, k: FArray, kBase: number, Dk: number, jEnd: number,
-  mask: Strided<FArray> | null, mBase: number, mStride: number, scale: number): number {
+  mask: Strided<FArray> | null, mBase: number, mStride: number, scale: number, kRow = Dk): number {
   let mx = -Infinity;
   for (let j = 0; j < jEnd; j++) {
-    const kb = kBase + j * Dk;
+    const kb = kBase + j * kRow;
     let dot = 0;
     for (let d = 0; d < Dk; d++) dot += q[qBase + d]! * k[kb + d]!;
     let sc = scale * dot;
@@ -1011,9 +1022,11 @@ function scoreRow(s: Float64Array, q: FArray, qBase: number, k: FArray, kBase: n
 }
 
 function attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, mask: Strided<FArray> | null,
-  B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void {
+  B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
+  kvStrides: KVStrides | null = null): void {
   const dims = { B, Hq, Hkv, Sq, Sk, Dk, Dv };
-  checkAttention('attention', dims, q, k, v, out, lse, mask);
+  const st = kvStrides ?? { kRow: Dk, kHead: Sk * Dk, vRow: Dv, vHead: Sk * Dv };
+  checkAttention('attention', dims, q, k, v, out, lse, mask, st);
   if (B * Hq * Sq === 0) return;
   const group = Hq / Hkv;
   const s = new Float64Array(Sk); // the one row of scores
@@ -1021,14 +1034,14 @@ function attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, ma
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
       const hk = Math.floor(h / group);
-      const kBase = (b * Hkv + hk) * Sk * Dk;
-      const vBase = (b * Hkv + hk) * Sk * Dv;
+      const kBase = (b * Hkv + hk) * st.kHead;
+      const vBase = (b * Hkv + hk) * st.vHead;
       for (let i = 0; i < Sq; i++) {
         const row = (b * Hq + h) * Sq + i;
         // Causal: queries are the last Sq of Sk positions, so query i sees keys j <= i + Sk - Sq.
         const jEnd = causal ? Math.max(0, Math.min(Sk, i + Sk - Sq + 1)) : Sk;
         const mBase = mask ? mask.offset + b * mask.strides[0]! + h * mask.strides[1]! + i * mask.strides[2]! : 0;
-        const mx = scoreRow(s, q, row * Dk, k, kBase, Dk, jEnd, mask, mBase, mask ? mask.strides[3]! : 0, scale);
+        const mx = scoreRow(s, q, row * Dk, k, kBase, Dk, jEnd, mask, mBase, mask ? mask.strides[3]! : 0, scale, st.kRow);
         const oBase = row * Dv;
         if (mx === -Infinity) {
           // No visible key (or every score -Infinity): defined as out = 0, lse = -Infinity.
@@ -1042,7 +1055,7 @@ function attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, ma
           const p = Math.exp(s[j]! - mx);
           if (p === 0) continue;
           sum += p;
-          const vb = vBase + j * Dv;
+          const vb = vBase + j * st.vRow;
           for (let d = 0; d < Dv; d++) acc[d]! += p * v[vb + d]!;
         }
         const inv = 1 / sum;

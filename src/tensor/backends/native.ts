@@ -57,7 +57,8 @@ interface Addon {
     rows: number, V: number, ignore: number): void;
   attention(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
     mask: Float32Array | null, maskGeom: Float64Array | null,
-    B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void;
+    B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
+    kvStrides: Float64Array | null): void;
   attentionGrad(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
     v: Float32Array, out: Float32Array, lse: Float32Array, mask: Float32Array | null, maskGeom: Float64Array | null,
     B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void;
@@ -289,12 +290,13 @@ function wrap(A: Addon): NativeBackend {
       A.crossEntropyGrad(dlogits, logits, lse, targets, dloss, rows, V, ignoreIndex);
     },
 
-    attention(out, lse, q, k, v, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal) {
+    attention(out, lse, q, k, v, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal, kvStrides = null) {
       if (!f32(out) || !f32(lse) || !f32(q) || !f32(k) || !f32(v) || !packMask(mask)) {
-        return jsBackend.attention(out, lse, q, k, v, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+        return jsBackend.attention(out, lse, q, k, v, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal, kvStrides);
       }
       A.attention(out, lse, q, k, v, mask ? (mask.data as Float32Array) : null, mask ? maskGeom : null,
-        B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+        B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal,
+        kvStrides ? Float64Array.of(kvStrides.kRow, kvStrides.kHead, kvStrides.vRow, kvStrides.vHead) : null);
     },
 
     attentionGrad(dq, dk, dv, dout, q, k, v, out, lse, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal) {

@@ -2,8 +2,8 @@
  * Fused neural-network ops, each one kernel forward and one backward (DESIGN: "fuse where bytes dominate"):
  * softmax/log_softmax, RMSNorm, RoPE, cross-entropy, scaled-dot-product attention, SiLU*mul (SwiGLU).
  */
-import type { FArray, RopeLayout } from '../backend.js';
-import { record } from '../autograd.js';
+import type { FArray, KVStrides, RopeLayout } from '../backend.js';
+import { record, isGradEnabled } from '../autograd.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
 import { ShapeError } from '../../errors.js';
 import { backendFor, farr, floatArgs, normAxis, sameShape } from './common.js';
@@ -194,6 +194,33 @@ function attentionGradGemm(be: ReturnType<typeof backendFor>, dq: FArray, dk: FA
  * GQA when Hkv < Hq (Hq % Hkv == 0). causal: queries are the last Sq of Sk positions.
  * mask: optional additive float mask broadcastable to [B, Hq, Sq, Sk]. scale defaults to 1/sqrt(Dk).
  */
+/**
+ * k, v [B, Hkv, Sk, D] as raw arrays + element strides for an in-place read, or null when a copy is needed (not
+ * worth it when already contiguous; impossible when rows are not contiguous or batches are not evenly strided).
+ */
+function stridedKV(k: Tensor, v: Tensor, B: number, Hkv: number): { k: FArray; v: FArray; strides: KVStrides } | null {
+  if (k.isContiguous() && v.isContiguous()) return null;
+  const ok = (t: Tensor) => t.strides[3] === 1 || t.shape[3] === 1;
+  if (!ok(k) || !ok(v)) return null;
+  const sk = k.strides, sv = v.strides;
+  // One stride per (batch, head) pair: batch b, head h at (b Hkv + h) * headStride.
+  if (B > 1 && (sk[0] !== Hkv * sk[1]! || sv[0] !== Hkv * sv[1]!)) return null;
+  const Sk = k.shape[2]!;
+  const kRow = Sk > 1 ? sk[2]! : k.shape[3]!, vRow = Sk > 1 ? sv[2]! : v.shape[3]!;
+  const kHead = Hkv > 1 || B > 1 ? sk[1]! : 0, vHead = Hkv > 1 || B > 1 ? sv[1]! : 0;
+  if (kRow < k.shape[3]! || vRow < v.shape[3]! || kRow <= 0 || vRow <= 0 || kHead < 0 || vHead < 0) return null;
+  const ext = (t: Tensor, row: number, head: number) => {
+    const nbh = B * Hkv;
+    return nbh > 0 && Sk > 0 ? (nbh - 1) * head + (Sk - 1) * row + t.shape[3]! : 0;
+  };
+  const kr = k.raw as FArray, vr = v.raw as FArray;
+  return {
+    k: kr.subarray(k.offset, k.offset + ext(k, kRow, kHead)) as FArray,
+    v: vr.subarray(v.offset, v.offset + ext(v, vRow, vHead)) as FArray,
+    strides: { kRow, kHead, vRow, vHead },
+  };
+}
+
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal?: boolean; mask?: Tensor | null; scale?: number } = {}): Tensor {
   const dt = floatArgs('attention', q, k, v);
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) throw new ShapeError(`attention: q, k, v must be 4-d [B, H, S, D], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
@@ -222,11 +249,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal?: bool
     mask = { data: m.raw as FArray, offset: m.offset, strides };
   }
   const qc = contiguous(q);
-  const kc = contiguous(k);
-  const vc = contiguous(v);
+  // Inference (nothing to differentiate): k and v are read in place when each row is contiguous — a KV cache view
+  // with spare capacity, or MLA's latent read as values — instead of being copied every decode step.
+  const inPlace = !(isGradEnabled() && (q.requiresGrad || k.requiresGrad || v.requiresGrad));
+  const kvIn = inPlace ? stridedKV(k, v, B, Hkv) : null;
+  const kc = kvIn ? k : contiguous(k);
+  const vc = kvIn ? v : contiguous(v);
   const out = empty([B, Hq, Sq, Dv], dt);
   const lse = empty([B, Hq, Sq], dt);
-  backendFor(dt).attention(farr(out), farr(lse), farr(qc), farr(kc), farr(vc), mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal);
+  backendFor(dt).attention(farr(out), farr(lse), farr(qc), kvIn ? kvIn.k : farr(kc), kvIn ? kvIn.v : farr(vc), mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal, kvIn?.strides ?? null);
   return record(out, 'attention', [q, k, v], (g) => {
     const gc = contiguous(g);
     const dq = empty(q.shape, dt);
