@@ -682,7 +682,10 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
     }
   }
 #endif
-  if (M <= g.small_m) {
+  /* Packed formats with bf16 dot products (qsmall.c): every M, prefill included — at 64-256 rows the vdpbf16ps
+   * kernel runs at 1.7-2x the f32 GEMM on dequantized panels (measured per thread on AVX512_BF16: 166-193 vs
+   * ~97 GFLOP/s for bf16). f32 weights keep the packed GEMM above 16 rows (it wins from ~128 rows). */
+  if (M <= g.small_m || (g.qsmall && fmt != R1_QW_F32)) {
     const long groups = cdiv(N, QR);
     /* ~32K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves. */
     const long grain = max_l(1, 32768 / (QR * K * M));

@@ -110,6 +110,7 @@ export interface SamplingDistribution {
 let work = new Float64Array(0); // processed logits
 let lseIn = new Float32Array(0); // greedy logprob through the native log-softmax (large vocabularies)
 let lseOut = new Float32Array(0);
+const ceLoss = new Float32Array(1), ceLse = new Float32Array(1), ceTarget = new Int32Array(1);
 /** Vocabulary size from which the greedy logprob uses the native log-softmax. */
 const NATIVE_LSE_MIN = 4096;
 let candIds = new Int32Array(0); // candidate ids
@@ -161,6 +162,8 @@ export class Sampler {
    * entries are the prompt (see the file comment). Draws exactly one uniform number unless greedy.
    */
   sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0): { token: number; logprob: number } {
+    const fast = this.greedyPlain(logits, history, promptLength);
+    if (fast) return fast;
     const n = this.process(logits, history, promptLength);
     const x = work;
     if (n < 0) return this.greedyResult(logits.length);
@@ -205,6 +208,30 @@ export class Sampler {
   }
   setState(state: readonly number[]): void {
     this.rng.setState(state);
+  }
+
+  /**
+   * Greedy without penalties on a large vocabulary (the common decode case): one pass over the logits (check +
+   * argmax) and the native cross-entropy kernel for the logprob (log-sum-exp, no V-sized output), instead of
+   * copying the row three times. Same token and logprob as the general path; null when it does not apply.
+   */
+  private greedyPlain(logits: Float32Array, history: ArrayLike<number>, promptLength: number): { token: number; logprob: number } | null {
+    const V = logits.length;
+    if (!this.greedy || V < NATIVE_LSE_MIN || this.repetitionPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0) return null;
+    const native = loadNative();
+    if (!native) return null;
+    if (!Number.isInteger(promptLength) || promptLength < 0 || promptLength > history.length) return null; // the general path reports it
+    let best = 0;
+    let bv = -Infinity;
+    for (let i = 0; i < V; i++) {
+      const v = logits[i]!;
+      if (v > bv) { bv = v; best = i; } else if (Number.isNaN(v)) throw new R1Error(`Sampler.sample: logit ${i} is ${v} (expected finite or -Infinity)`);
+    }
+    if (bv === Infinity) throw new R1Error(`Sampler.sample: logit ${best} is Infinity (expected finite or -Infinity)`);
+    if (bv === -Infinity) throw new R1Error('Sampler.sample: every logit is -Infinity');
+    ceTarget[0] = best;
+    native.crossEntropy(ceLoss, ceLse, logits, ceTarget, 1, V, -1);
+    return { token: best, logprob: -ceLoss[0]! };
   }
 
   /** Argmax of the penalised logits in `work`, ties → lowest id; logprob = log-softmax at T = 1. */

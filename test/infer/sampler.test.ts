@@ -338,3 +338,26 @@ test('greedy logprob over a real-sized vocabulary (native log-softmax) equals th
   for (let i = 0; i < V; i++) z += Math.exp(logits[i]! - 25);
   assert.ok(Math.abs(d.logprobs[0]! - -Math.log(z)) < 1e-5, `${d.logprobs[0]} vs ${-Math.log(z)}`);
 });
+
+test('greedy on a large vocabulary: the one-pass path gives the general path\'s token and logprob; bad logits still rejected', () => {
+  const V = 20000;
+  const logits = new Float32Array(V);
+  let s = 12345;
+  for (let i = 0; i < V; i++) { s = (s * 1103515245 + 12345) >>> 0; logits[i] = (s / 2 ** 32) * 20 - 10; }
+  logits[777] = 15; logits[778] = 15; // a tie: the lower id wins
+  const g = new Sampler({ temperature: 0 });
+  const fast = g.sample(logits);
+  const general = g.distribution(logits); // always the general path
+  assert.equal(fast.token, 777);
+  assert.equal(general.ids[0], 777);
+  assert.ok(Math.abs(fast.logprob - general.logprobs[0]!) < 1e-5, `${fast.logprob} vs ${general.logprobs[0]}`);
+  // f64 reference of the log-softmax
+  let m = -Infinity; for (const v of logits) m = Math.max(m, v);
+  let z = 0; for (const v of logits) z += Math.exp(v - m);
+  assert.ok(Math.abs(fast.logprob - (15 - m - Math.log(z))) < 1e-5);
+  const bad = logits.slice(); bad[5] = NaN;
+  assert.throws(() => g.sample(bad), /logit 5 is NaN/);
+  const inf = logits.slice(); inf[9] = Infinity;
+  assert.throws(() => g.sample(inf), /logit 9 is Infinity/);
+  assert.throws(() => g.sample(new Float32Array(V).fill(-Infinity)), /every logit is -Infinity/);
+});
