@@ -37,7 +37,7 @@ import { buildModel, type CausalLM } from '../src/models/load.js';
 import { parameterShapes, numel } from '../src/models/params.js';
 import { ModelRunner } from '../src/infer/kv-cache.js';
 import { GenerationEngine } from '../src/infer/generate.js';
-import { packWeights, packableLinears } from '../src/nn/packed-weights.js';
+import { packWeights, packableLinears, weightBytes } from '../src/nn/packed-weights.js';
 import { Rng, tidy, full } from '../src/tensor/index.js';
 import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
 import { writeQwen2Gguf, weightsOf, type TokenizerJson, type GgufOutType } from '../src/io/gguf.js';
@@ -126,6 +126,8 @@ export interface Row {
   roofline_fraction?: number;
   /** batch > 1 decode rows: tokens/s over the batch-1 decode tokens/s of the same impl/model/dtype. */
   batch_speedup?: number;
+  /** r1ts rows: bytes of weights the model holds in memory in this format (f32 parameters left + packed data), MB. */
+  weights_mb?: number;
   peer?: string | null;
   peer_dtype?: string;
   peer_tokens_per_s?: number;
@@ -335,10 +337,11 @@ export default async function main(argv: string[]): Promise<void> {
       const promptsOf = new Map(o.batches.map((b) => [b, prompts(o.seed, b, o.prompt, config.vocabSize)]));
       const mine: Row[] = [];
       const peers: Row[] = [];
-      const phaseRows = (impl: string, dtype: string, batch: number, r: { prefill: PhaseResult; decode: PhaseResult }, bytes: number | null): void => {
+      const phaseRows = (impl: string, dtype: string, batch: number, r: { prefill: PhaseResult; decode: PhaseResult }, bytes: number | null, heldBytes?: number): void => {
         for (const phase of ['prefill', 'decode'] as const) {
           const x = r[phase];
           const row: Row = { bench: 'generate', impl, model: shape, dtype, batch, phase, tokens: x.tokens, seconds: round(x.seconds, 4), tokens_per_s: round(x.tokens / x.seconds, 2) };
+          if (heldBytes !== undefined) row.weights_mb = round(heldBytes / 1e6, 1);
           if (phase === 'decode' && bytes && batch === 1) {
             row.weight_bytes_per_token = Math.round(bytes);
             row.roofline_tokens_per_s = round(bw.bytesPerS / bytes, 2);
@@ -373,7 +376,8 @@ export default async function main(argv: string[]): Promise<void> {
           }
           // Warm-up (untimed): first touch of the weights and of the tensor pool, as the peers get below.
           runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2);
-          for (const b of o.batches) phaseRows('r1ts', dtype, b, runEngine(model, promptsOf.get(b)!, o.gen), bytes);
+          const held = weightBytes(model);
+          for (const b of o.batches) phaseRows('r1ts', dtype, b, runEngine(model, promptsOf.get(b)!, o.gen), bytes, held.dense + held.packed);
         } catch (e) {
           note(`r1ts ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
         } finally {
@@ -437,8 +441,8 @@ export default async function main(argv: string[]): Promise<void> {
   }
 
   if (!o.json) {
-    printTable(['impl', 'model', 'dtype', 'B', 'phase', 'tok/s', 'roofline', 'frac', 'xB1', 'peer', 'peer tok/s', 'ratio'],
-      rows.map((r) => [r.impl, r.model, r.dtype, r.batch, r.phase, r.tokens_per_s, r.roofline_tokens_per_s ?? '', r.roofline_fraction ?? '', r.batch_speedup ?? '', r.peer ? `${r.peer} ${r.peer_dtype}` : '', r.peer_tokens_per_s ?? '', r.ratio ?? '']));
+    printTable(['impl', 'model', 'dtype', 'B', 'phase', 'tok/s', 'roofline', 'frac', 'xB1', 'weights MB', 'peer', 'peer tok/s', 'ratio'],
+      rows.map((r) => [r.impl, r.model, r.dtype, r.batch, r.phase, r.tokens_per_s, r.roofline_tokens_per_s ?? '', r.roofline_fraction ?? '', r.batch_speedup ?? '', r.weights_mb ?? '', r.peer ? `${r.peer} ${r.peer_dtype}` : '', r.peer_tokens_per_s ?? '', r.ratio ?? '']));
     console.log(`\nprompt ${o.prompt} tokens, ${o.gen} new tokens (greedy), threads ${o.threads}${llama ? `, node-llama-cpp ${llama.version}` : ''}`);
     for (const n of notes) console.log(`note: ${n}`);
   }
