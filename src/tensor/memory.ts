@@ -28,6 +28,19 @@ function trimPool(): void {
   }
 }
 
+/** Drop idle buffers of other sizes, largest first, until `bytes` more fit under the cap (or none are left). */
+function evictFor(bytes: number): void {
+  while (pooledBytes + bytes > poolLimitBytes) {
+    let largest = -1;
+    for (const [size, list] of pool) if (size !== bytes && list.length && size > largest) largest = size;
+    if (largest < 0) return;
+    const list = pool.get(largest)!;
+    list.pop();
+    pooledBytes -= largest;
+    if (!list.length) pool.delete(largest);
+  }
+}
+
 /** Drop every idle buffer (they become garbage). */
 export function clearPool(): void {
   pool.clear();
@@ -72,6 +85,12 @@ export function releaseArray(a: AnyArray): void {
   const bytes = buf.byteLength;
   memoryStats.released++;
   memoryStats.liveBytes -= bytes;
+  // Over the cap, make room by dropping the largest idle buffers of other sizes rather than this one: the buffer
+  // just released is the kind the running loop reuses, while the largest idle ones are typically left over from an
+  // earlier phase (a batched prefill's activations). Dropping the newcomer instead left a decode loop with a pool
+  // full of stale prefill buffers and a fresh (zero-filled, GC-tracked) allocation for every tensor (~1200 per S1
+  // batch-16 step).
+  if (pooledBytes + bytes > poolLimitBytes) evictFor(bytes);
   if (pooledBytes + bytes > poolLimitBytes) return;
   let list = pool.get(bytes);
   if (!list) { list = []; pool.set(bytes, list); }

@@ -37,3 +37,21 @@ test('a 3000-step MLP training loop has flat live bytes and RSS', () => {
   assert.ok(rss1 - rss0 < 24 * 1024 * 1024, `RSS grew by ${((rss1 - rss0) / 1048576).toFixed(1)} MiB`);
   assert.ok(last < first * 0.5, `loss did not fall: ${first} -> ${last}`);
 });
+
+test('a full pool drops its largest idle buffers, not the one just released (a decode loop after a big prefill)', () => {
+  T.clearPool();
+  T.setPoolLimit(8 << 20);
+  try {
+    // "Prefill": big temporaries fill the pool to its cap.
+    tidy(() => { for (let i = 0; i < 4; i++) T.zeros([(2 << 20) / 4]); }); // exactly the 8 MiB cap
+    // "Decode": small tensors created and freed every step must come back from the pool.
+    tidy(() => { T.zeros([1000]).add(1); });
+    const before = { ...memoryStats };
+    for (let step = 0; step < 50; step++) tidy(() => { T.zeros([1000]).add(1); });
+    assert.equal(memoryStats.allocated - before.allocated, 0, 'every small buffer reused');
+    assert.ok(memoryStats.reused - before.reused >= 100);
+  } finally {
+    T.setPoolLimit(1 << 30);
+    T.clearPool();
+  }
+});
