@@ -55,6 +55,7 @@
 #define QKC 512       /* K chunk decoded into the tile for M >= 2 (multiple of 128 and of 16) */
 #define QG_SMALL_M R1_QW_SMALL_M /* largest M served by the fused path (the tile accumulators are sized for it) */
 #define BLK R1_QW_BLOCK
+#define QG_SLAB 256 /* rows of X per pass over W on the qsmall path (see r1_qgemm) */
 
 static inline long min_l(long a, long b) { return a < b ? a : b; }
 static inline long max_l(long a, long b) { return a > b ? a : b; }
@@ -687,10 +688,20 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
    * ~97 GFLOP/s for bf16). f32 weights keep the packed GEMM above 16 rows (it wins from ~128 rows). */
   if (M <= g.small_m || (g.qsmall && fmt != R1_QW_F32)) {
     const long groups = cdiv(N, QR);
-    /* ~32K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves. */
-    const long grain = max_l(1, 32768 / (QR * K * M));
-    if (N * K * M >= 65536) r1_parallel_for(groups, grain, small_chunk, &g);
-    else small_chunk(&g, 0, groups, 0);
+    /* Many rows (a batched prefill): slabs of QG_SLAB rows, each over all of W, so a slab of X (bf16, <= 2.5 MB
+     * at K = 4864) stays in cache while W streams past it, instead of every W group streaming all of X. */
+    const long slab = g.qsmall ? QG_SLAB : M;
+    for (long i0 = 0; i0 < M; i0 += slab) {
+      qctx s = g;
+      s.M = min_l(slab, M - i0);
+      s.X = g.X + i0 * K;
+      s.Xb = g.Xb ? g.Xb + i0 * K : NULL;
+      s.Y = g.Y + i0 * N;
+      /* ~32K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves. */
+      const long grain = max_l(1, 32768 / (QR * K * s.M));
+      if (N * K * s.M >= 65536) r1_parallel_for(groups, grain, small_chunk, &s);
+      else small_chunk(&s, 0, groups, 0);
+    }
     return;
   }
   /* Prefill: panels of W rows dequantized to f32 (~8 MiB, a multiple of 16 rows), then the f32 GEMM. */
