@@ -90,8 +90,9 @@ int r1_qsmall_ok(int fmt) {
  * first pass over each group stall on DRAM (measured: 54 vs 95 GFLOP/s per thread, f32, weights in DRAM vs cache). */
 #define PREFETCH_NEXT(p)                                                                                           \
   if (pf) {                                                                                                        \
-    _mm_prefetch((const char *)(pf[0] + (p)), QS_PF_HINT); _mm_prefetch((const char *)(pf[1] + (p)), QS_PF_HINT); \
-    _mm_prefetch((const char *)(pf[2] + (p)), QS_PF_HINT); _mm_prefetch((const char *)(pf[3] + (p)), QS_PF_HINT); \
+    const long q_ = (p) / pfdiv;                                                                                   \
+    _mm_prefetch((const char *)(pf[0] + q_), QS_PF_HINT); _mm_prefetch((const char *)(pf[1] + q_), QS_PF_HINT);   \
+    _mm_prefetch((const char *)(pf[2] + q_), QS_PF_HINT); _mm_prefetch((const char *)(pf[3] + q_), QS_PF_HINT);   \
   }
 
 /* f32: for p in [0, kc): a<r><i> += x_i[p] * w_r[p]; then tot += a * vs. */
@@ -102,7 +103,7 @@ int r1_qsmall_ok(int fmt) {
     a2##i = _mm512_fmadd_ps(xv, w2, a2##i); a3##i = _mm512_fmadd_ps(xv, w3, a3##i);                                \
   }
 T5 AI void mk_f32(const int MR, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
-                  const float *const *pf) {
+                  const float *const *pf, int pfdiv) {
   XPTRS(float, xr)
   const float *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
   ACC_DECL
@@ -133,7 +134,7 @@ T5 AI void mk_f32(const int MR, const float *const *xr, const float *const *wr, 
     a2##i = _mm512_dpbf16_ps(a2##i, xv, w2); a3##i = _mm512_dpbf16_ps(a3##i, xv, w3);                              \
   }
 T5 AI void mk_bf16(const int MR, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
-                   __m512 vs, const uint16_t *const *pf) {
+                   __m512 vs, const uint16_t *const *pf, int pfdiv) {
   XPTRS(uint16_t, xr)
   const uint16_t *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
   ACC_DECL
@@ -167,12 +168,12 @@ T5 AI void mk_bf16(const int MR, const uint16_t *const *xr, const uint16_t *cons
     default: FN(6, __VA_ARGS__); break;                                                                            \
   }
 T5 static void mk_f32_any(int mr, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
-                          const float *const *pf) {
-  MK_SWITCH(mk_f32, mr, xr, wr, kc, tot, vs, pf)
+                          const float *const *pf, int pfdiv) {
+  MK_SWITCH(mk_f32, mr, xr, wr, kc, tot, vs, pf, pfdiv)
 }
 T5 static void mk_bf16_any(int mr, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
-                           __m512 vs, const uint16_t *const *pf) {
-  MK_SWITCH(mk_bf16, mr, xr, wr, kc, tot, vs, pf)
+                           __m512 vs, const uint16_t *const *pf, int pfdiv) {
+  MK_SWITCH(mk_bf16, mr, xr, wr, kc, tot, vs, pf, pfdiv)
 }
 
 /* 16 E4M3 codes (masked to n <= 16) -> f32 equal to value * 2^-8 (the fp16 route of qgemm.c's header). */
@@ -248,11 +249,14 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
         for (long k0 = 0; k0 < K; k0 += QS_KC) {
           const long kc = min_l(QS_KC, K - k0);
           const float *wk[QR] = {wr[0] + k0, wr[1] + k0, wr[2] + k0, wr[3] + k0};
-          const float *pk[QR] = {pf[0] + k0, pf[1] + k0, pf[2] + k0, pf[3] + k0};
           for (int b = 0; b < nb; b++) {
+            /* The next group's rows are prefetched a 1/nb share per block (block b: [b kc / nb, (b + 1) kc / nb)),
+             * so W keeps streaming while the later blocks compute on the cached group. */
+            const long o = k0 + b * kc / nb;
+            const float *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
             const float *xr[MRX];
             for (int i = 0; i < MRX; i++) xr[i] = a->X + (c0 + bs[b] + (i < bm[b] ? i : 0)) * ldx + k0;
-            mk_f32_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, b == 0 && c0 == 0 ? pk : NULL);
+            mk_f32_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
           }
         }
       } else if (a->fmt == R1_QW_BF16) {
@@ -265,11 +269,12 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
         for (long k0 = 0; k0 < K; k0 += 2 * QS_KC) {
           const long kc = min_l(2 * QS_KC, K - k0);
           const uint16_t *wk[QR] = {wr[0] + k0, wr[1] + k0, wr[2] + k0, wr[3] + k0};
-          const uint16_t *pk[QR] = {pf[0] + k0, pf[1] + k0, pf[2] + k0, pf[3] + k0};
           for (int b = 0; b < nb; b++) {
+            const long o = k0 + b * kc / nb; /* as for f32 */
+            const uint16_t *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
             const uint16_t *xr[MRX];
             for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K + k0;
-            mk_bf16_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, b == 0 && c0 == 0 ? pk : NULL);
+            mk_bf16_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
           }
         }
       } else {
@@ -285,7 +290,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           for (int b = 0; b < nb; b++) {
             const uint16_t *xr[MRX];
             for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K + kb;
-            mk_bf16_any(bm[b], xr, wr, kc, tot + b * QR * MRX, vs, NULL);
+            mk_bf16_any(bm[b], xr, wr, kc, tot + b * QR * MRX, vs, NULL, 1);
           }
         }
       }
