@@ -31,7 +31,8 @@ void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1);
 /* Single-threaded f32 C[m,n] (= or +=, beta 0 or 1) op(A) op(B) for the small shapes where the packed GEMM's panel
  * packing costs as much as the arithmetic (DeepSeekMoE's per-expert products: tens of rows). Forms: NT (dot
  * products, the qsmall kernel), NN and TN (broadcast kernel: 6 rows of C x 64 columns in registers, one row of B per
- * step). Returns 0 (nothing done) for TT, beta other than 0 or 1, or without AVX-512. */
+ * step); AVX2 machines: NT and NN with m <= 64 only. Returns 0 (nothing done) for TT, beta other than 0 or 1, the
+ * shapes a CPU's kernels do not take, or without AVX2. */
 int r1_small_sgemm(int transA, int transB, long m, long n, long k, const float *A, long lda, const float *B, long ldb,
                    float beta, float *C, long ldc);
 /* dst[i] = bf16 bits of src[i] rounded to nearest even (NaN stays NaN). */

@@ -10,7 +10,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
+import { pathToFileURL, fileURLToPath } from 'node:url';
 import { loadNative, nativeLoadError } from '../../src/tensor/backends/native.js';
 import { repoPath } from '../util.js';
 
@@ -218,4 +218,14 @@ test('gemm: 2..16 rows against a transposed B (the small-M streaming path of dec
       }
     }
   }
+});
+
+// The kernels are chosen per process from the CPU; on an AVX-512 machine rerun this file capped to AVX2 so the AVX2
+// small-product kernels (native/qsmall.c) and micro-kernels are checked as well.
+test('gemm: every check above again with R1_ISA=avx2, in a child process', { skip: SKIP || process.env['R1_GEMM_TEST_CHILD'] === '1' || !N || !N.isa.startsWith('avx512') }, () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, R1_ISA: 'avx2', R1_GEMM_TEST_CHILD: '1' };
+  delete env['NODE_TEST_CONTEXT'];
+  const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout.slice(-3000) + r.stderr.slice(-2000));
+  assert.match(r.stdout, /# fail 0/);
 });
