@@ -47,3 +47,13 @@ const char *r1_isa_name(int isa) {
     default: return "scalar";
   }
 }
+
+int r1_cpu_vbmi(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static int cached = -1;
+  if (cached < 0) cached = r1_isa() >= R1_ISA_AVX512BF16 && __builtin_cpu_supports("avx512vbmi");
+  return cached;
+#else
+  return 0;
+#endif
+}

@@ -7,4 +7,7 @@ enum { R1_ISA_SCALAR = 0, R1_ISA_AVX2 = 1, R1_ISA_AVX512 = 2, R1_ISA_AVX512BF16 
 /* Best ISA supported by this CPU, capped by env R1_ISA=scalar|avx2|avx512|avx512bf16 when set. */
 int r1_isa(void);
 const char *r1_isa_name(int isa);
+/* 1 when AVX512_VBMI (byte permutes: vpermi2b) is usable alongside R1_ISA_AVX512BF16 (Zen 4, Ice Lake+; not
+ * Cooper Lake). Follows the R1_ISA cap. */
+int r1_cpu_vbmi(void);
 #endif

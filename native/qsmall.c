@@ -24,6 +24,8 @@
 #define _GNU_SOURCE
 #include "qsmall.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -194,6 +196,46 @@ T5 static void decode_bf16_block(const uint8_t *w, long kc, uint16_t *dst, const
   }
 }
 
+/* E4M3 -> bf16 by table (AVX512_VBMI): vpermi2b looks up 64 codes at a time in a 128-entry byte table (the code's
+ * low 7 bits; the sign is OR-ed into the high byte after), once for the low and once for the high byte of the bf16
+ * of value * 2^-8 (the same scaling as the fp16 route, exact in bf16), and two more byte permutes interleave them
+ * into words in order: ~7 operations per 64 weights instead of ~24. */
+static uint8_t e4m3_bf16_lo[128] __attribute__((aligned(64))), e4m3_bf16_hi[128] __attribute__((aligned(64)));
+static uint8_t vbmi_idx[2][64] __attribute__((aligned(64)));
+__attribute__((constructor)) static void e4m3_bf16_tables(void) {
+  for (int c = 0; c < 128; c++) {
+    const int e = (c >> 3) & 15, m = c & 7;
+    /* value * 2^-8; code 0x7f (NaN) never reaches the kernels (packers reject it) */
+    const float v = e == 0 ? ldexpf((float)m, -9 - 8) : ldexpf((float)(8 + m), e - 10 - 8);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    e4m3_bf16_lo[c] = (uint8_t)(u >> 16);
+    e4m3_bf16_hi[c] = (uint8_t)(u >> 24);
+  }
+  for (int h = 0; h < 2; h++)
+    for (int t = 0; t < 32; t++) {
+      vbmi_idx[h][2 * t] = (uint8_t)(32 * h + t);          /* low byte of word 32 h + t: lo[32 h + t] */
+      vbmi_idx[h][2 * t + 1] = (uint8_t)(64 + 32 * h + t); /* high byte: hi[32 h + t] */
+    }
+}
+#define T5V __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma,f16c")))
+T5V static void decode_bf16_block_vbmi(const uint8_t *w, long kc, uint16_t *dst, const uint8_t *pf) {
+  const __m512i tl0 = _mm512_load_si512((const void *)e4m3_bf16_lo), tl1 = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
+  const __m512i th0 = _mm512_load_si512((const void *)e4m3_bf16_hi), th1 = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
+  const __m512i i0 = _mm512_load_si512((const void *)vbmi_idx[0]), i1 = _mm512_load_si512((const void *)vbmi_idx[1]);
+  const __m512i sign = _mm512_set1_epi8((char)0x80);
+  for (long p = 0; p < kc; p += 64) {
+    if (pf) _mm_prefetch((const char *)(pf + p), QS_PF_HINT);
+    const long n = kc - p;
+    const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
+    const __m512i c = _mm512_maskz_loadu_epi8(m, w + p); /* past kc: code 0 -> +0 */
+    const __m512i lo = _mm512_permutex2var_epi8(tl0, c, tl1);
+    const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, c, th1), c, sign, 0xF8); /* hi | (c & 0x80) */
+    _mm512_storeu_si512((void *)(dst + p), _mm512_permutex2var_epi8(lo, i0, hi));
+    _mm512_storeu_si512((void *)(dst + p + 32), _mm512_permutex2var_epi8(lo, i1, hi));
+  }
+}
+
 /* The sums of 4 accumulators (W rows 0..3 of one X row) as one __m128: 256-bit halves added, then two rounds of
  * hadd — about half the operations of four separate reductions (which cost up to a quarter of the time at K = 896). */
 T5 AI __m256 half_sum(__m512 a) {
@@ -223,6 +265,9 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
   const long ldx = a->ldx ? a->ldx : K, ldw = a->ldw ? a->ldw : K;
   __m512 tot[((QS_MAX_M + MRX - 1) / MRX) * QR * MRX] __attribute__((aligned(64)));
   uint16_t tile[QR][BLK] __attribute__((aligned(64)));
+  static int no_vbmi = -1; /* testing hook: R1_QSMALL_NO_VBMI set = the fp16-route decode */
+  if (no_vbmi < 0) no_vbmi = getenv("R1_QSMALL_NO_VBMI") != NULL;
+  const int vbmi = a->fmt == R1_QW_E4M3 && !no_vbmi && r1_cpu_vbmi();
   const __m512 one = _mm512_set1_ps(1.0f);
   for (long gi = g0; gi < g1; gi++) {
     const long j = gi * QR;
@@ -284,7 +329,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
         for (long kb = 0; kb < K; kb += BLK) {
           const long kc = min_l(BLK, K - kb);
           for (int r = 0; r < QR; r++)
-            decode_bf16_block(W + (j + (r < nr ? r : 0)) * K + kb, kc, tile[r],
+            (vbmi ? decode_bf16_block_vbmi : decode_bf16_block)(W + (j + (r < nr ? r : 0)) * K + kb, kc, tile[r],
                               c0 == 0 ? W + min_l(j + QS_PF_ROWS + r, N - 1) * K + kb : NULL);
           const __m512 vs = _mm512_set1_ps(srow[kb / BLK] * 256.0f); /* 2^8 undoes the decode's 2^-8 exactly */
           for (int b = 0; b < nb; b++) {
