@@ -24,11 +24,15 @@
  * E = 1e-6 is about 8 f32 ulps): how far a rounding-sized perturbation alone moves this tiny run's curve.
  * --bf16 adds a run with BF16-operand GEMMs (f32 accumulation) in the same Linears (nn/fp8-linear.ts bf16Linear),
  * f32 moments: the paper's baseline precision, so both "bf16 vs f32" and "fp8 vs bf16" are reported.
+ * --f32-eval also evaluates each step's batch with f32 Linears at the fp8 run's weights before its update: the gap
+ * "fp8 weights, f32 forward" vs f32 is the trajectory's drift; the rest of the FP8 gap is the forward's quantization.
+ * --tag NAME names the plots fp8-train-<model>-NAME.png/.svg. --replot FILE.json redraws the plots of a saved --json
+ * output without training (with --smooth, at another smoothing; --plot-dir, --tag apply).
  *
  * Run: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S]
  *                                 [--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
  *                                 [--moments bf16|f32] [--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc]
- *                                 [--fp8-gemms fprop,dgrad,wgrad] [--yardstick E] [--bf16]
+ *                                 [--fp8-gemms fprop,dgrad,wgrad] [--yardstick E] [--bf16] [--tag NAME] [--f32-eval]
  * The last three vary the fp8 run only (defaults: the paper's recipe, bf16 moments, re-quantized cached activation,
  * f32-accumulating GEMM; 'fp8-acc' is the 14-bit-accumulator emulation and is far slower). --fp8-gemms lists the GEMMs
  * the fp8 run quantizes (ablation; the others run on f32 operands).
@@ -38,7 +42,7 @@
  * passes in TypeScript (5 activation-sized operands per Linear per step), largest for M1's many small expert GEMMs.
  * --json prints one JSON object per model (and per-step losses); plots: <plot-dir>/fp8-train-<model>.png and .svg.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../src/errors.js';
@@ -51,7 +55,8 @@ import { Trainer } from '../src/train/loop.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 import { getTask } from '../src/tasks/index.js';
 import { ema, renderChart, stackCharts, type Point } from '../src/report/plot.js';
-import { fp8Layers, enableBf16Gemms } from '../src/nn/fp8-linear.js';
+import { fp8Layers, enableBf16Gemms, enableFp8Training, disableFp8Training } from '../src/nn/fp8-linear.js';
+import { noGrad, tidy } from '../src/tensor/index.js';
 import { activeBackend } from '../src/tensor/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,7 +69,7 @@ const CONFIGS: Record<string, string> = {
 
 const USAGE = 'usage: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S] ' +
   '[--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
-  '[--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc] [--fp8-gemms fprop,dgrad,wgrad] [--yardstick 1e-6] [--bf16]';
+  '[--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc] [--fp8-gemms fprop,dgrad,wgrad] [--yardstick 1e-6] [--bf16] [--tag NAME] [--f32-eval] [--replot FILE.json]';
 
 interface Opts {
   json: boolean; models: string[]; steps: number; seeds: number[]; batch: number; seq: number; lr: number; warmup: number;
@@ -77,12 +82,22 @@ interface Opts {
   bf16: boolean;
   /** Which GEMMs of the fp8 run are FP8 (ablation; default all). */
   fp8Gemms: { fprop: boolean; dgrad: boolean; wgrad: boolean };
+  /** Suffix of the plot files (fp8-train-<model>[-<tag>].png), so runs with different settings do not overwrite. */
+  tag: string;
+  /**
+   * fp8 run: before each step also evaluate the step's batch with f32 Linears at the FP8 run's current weights (no
+   * update), to split the FP8 - f32 loss gap into the forward's quantization (same weights) and the weights' drift.
+   */
+  f32Eval: boolean;
+  /** Redraw plots from a saved --json file instead of training. */
+  replot: string;
+  smoothSet: boolean;
 }
 
 function parse(argv: string[]): Opts {
   const o: Opts = {
     json: false, models: ['T1', 'M1'], steps: 100, seeds: [0], batch: 4, seq: 128, lr: 1e-3, warmup: 10, smooth: 0.6,
-    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
+    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, tag: '', f32Eval: false, replot: '', smoothSet: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
   };
   const choice = <T extends string>(flag: string, v: string, allowed: readonly T[]): T => {
     if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`bench fp8-train: ${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
@@ -110,17 +125,20 @@ function parse(argv: string[]): Opts {
     else if (a === '--seq') o.seq = num(a, val(), true, 8);
     else if (a === '--lr') o.lr = num(a, val(), false, 0);
     else if (a === '--warmup') o.warmup = num(a, val(), true, 0);
-    else if (a === '--smooth') { o.smooth = num(a, val(), false, 0); if (o.smooth >= 1) throw new UsageError('bench fp8-train: --smooth must be in [0, 1)'); }
+    else if (a === '--smooth') { o.smoothSet = true; o.smooth = num(a, val(), false, 0); if (o.smooth >= 1) throw new UsageError('bench fp8-train: --smooth must be in [0, 1)'); }
     else if (a === '--plot-dir') o.plotDir = val();
     else if (a === '--threshold') o.threshold = num(a, val(), false, 0);
     else if (a === '--problems') o.problems = num(a, val(), true, 10);
     else if (a === '--bf16') o.bf16 = true;
+    else if (a === '--f32-eval') o.f32Eval = true;
+    else if (a === '--replot') o.replot = val();
     else if (a === '--fp8-gemms') {
       const list = val().split(',').map((x) => x.trim()).filter(Boolean);
       for (const g of list) choice(a, g, ['fprop', 'dgrad', 'wgrad'] as const);
       o.fp8Gemms = { fprop: list.includes('fprop'), dgrad: list.includes('dgrad'), wgrad: list.includes('wgrad') };
     }
     else if (a === '--yardstick') o.yardstick = num(a, val(), false, 0);
+    else if (a === '--tag') { o.tag = val(); if (!/^[A-Za-z0-9._-]+$/.test(o.tag)) throw new UsageError(`bench fp8-train: --tag must be letters, digits, '.', '_' or '-', got '${o.tag}'`); }
     else if (a === '--moments') o.moments = choice(a, val(), ['f32', 'bf16'] as const);
     else if (a === '--wgrad-input') o.wgradInput = choice(a, val(), ['requantize-cached', 'fresh'] as const);
     else if (a === '--gemm') o.gemm = choice(a, val(), ['f32', 'fp8-acc'] as const);
@@ -132,7 +150,7 @@ function parse(argv: string[]): Opts {
 }
 
 /** Arithmetic problems + traces, a BPE trained on them, tokenized documents (the same for every run). */
-function buildData(problems: number): { examples: Example[]; vocab: number; tokens: number } {
+export function buildData(problems: number): { examples: Example[]; vocab: number; tokens: number } {
   const task = getTask('arithmetic');
   const docs = task.sample('train', problems, { seed: 1234 }).map((p) => `${p.prompt}\n${task.solve(p)}`);
   const trained = trainBpe(docs.slice(0, 2000), 384, { splitDigits: true });
@@ -142,7 +160,7 @@ function buildData(problems: number): { examples: Example[]; vocab: number; toke
   return { examples, vocab: trained.vocabSize, tokens: examples.reduce((a, e) => a + e.ids.length, 0) };
 }
 
-interface RunResult { loss: number[]; lmLoss: number[]; seconds: number; fp8Layers: number }
+interface RunResult { loss: number[]; lmLoss: number[]; seconds: number; fp8Layers: number; f32EvalLoss: number[] | null }
 
 function trainOnce(model: string, seed: number, mode: 'f32' | 'fp8' | 'bf16', examples: readonly Example[], o: Opts, perturb = 0): RunResult {
   const cfg = loadConfig(CONFIGS[model]!);
@@ -168,17 +186,28 @@ function trainOnce(model: string, seed: number, mode: 'f32' | 'fp8' | 'bf16', ex
   const nFp8 = fp8Layers(m).length;
   const loader = new DataLoader(examples, { batchSize: o.batch, seqLen: o.seq, seed, pack: true });
   const loss: number[] = [], lmLoss: number[] = [];
+  const f32EvalLoss: number[] | null = mode === 'fp8' && o.f32Eval ? [] : null;
+  const fp8Opts = { wgradInput: o.wgradInput, gemm: o.gemm, quantize: o.fp8Gemms };
   const t0 = performance.now();
   for (let s = 0; s < o.steps; s++) {
-    const r = trainer.trainStep([loader.next()]);
+    const batch = loader.next();
+    if (f32EvalLoss) {
+      // Eval mode: MoE layers do not count routed tokens (the routing-bias update must see the training step's only).
+      disableFp8Training(m);
+      m.eval();
+      noGrad(() => tidy(() => { f32EvalLoss.push(trainer.loss(batch).loss.item()); }));
+      m.train();
+      enableFp8Training(m, fp8Opts);
+    }
+    const r = trainer.trainStep([batch]);
     if (!Number.isFinite(r.loss)) throw new UsageError(`bench fp8-train: ${model} ${mode} seed ${seed} diverged at step ${r.step} (loss ${r.loss})`);
     loss.push(r.loss);
     lmLoss.push(r.lmLoss);
-    if (!o.json && (s + 1) % 10 === 0) process.stderr.write(`  ${model} ${mode}${perturb ? ' perturbed' : ''} seed ${seed}: step ${s + 1}/${o.steps} loss ${r.loss.toFixed(4)}\n`);
+    if ((s + 1) % 10 === 0) process.stderr.write(`  ${model} ${mode}${perturb ? ' perturbed' : ''} seed ${seed}: step ${s + 1}/${o.steps} loss ${r.loss.toFixed(4)} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
   }
   const seconds = (performance.now() - t0) / 1000;
   m.dispose();
-  return { loss, lmLoss, seconds, fp8Layers: nFp8 };
+  return { loss, lmLoss, seconds, fp8Layers: nFp8, f32EvalLoss };
 }
 
 function smoothCurve(y: readonly number[], w: number): number[] {
@@ -202,8 +231,67 @@ function compare(a: readonly number[], b: readonly number[], skip: number, smoot
 
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
 
+interface SeedCurves { seed: number; f32: number[]; fp8: number[]; pert: number[] | null; bf16: number[] | null; f32Eval: number[] | null }
+
+/**
+ * Per seed: the loss curves as measured (faint) and smoothed (bold), and a panel of the smoothed curves' relative
+ * differences from f32. Writes <plotDir>/fp8-train-<model>[-<tag>].png and .svg.
+ */
+function writePlots(model: string, seeds: readonly SeedCurves[], o: { yardstick: number; smooth: number; warmup: number; plotDir: string; tag: string }): { png: string; svg: string } {
+  const charts = [];
+  const pts = (y: readonly number[]): Point[] => y.map((v, i) => [i + 1, v]);
+  for (const p of seeds) {
+    const cmp = compare(p.f32, p.fp8, o.warmup, o.smooth);
+    const curves = [{ name: 'f32', points: pts(p.f32) }, { name: 'fp8', points: pts(p.fp8) }];
+    if (p.pert) curves.push({ name: o.yardstick > 0 ? `f32, init x (1 +- ${o.yardstick})` : 'f32, perturbed init', points: pts(p.pert) });
+    if (p.bf16) curves.push({ name: 'bf16 GEMMs', points: pts(p.bf16) });
+    charts.push(renderChart(curves, {
+      title: `${model} training loss, seed ${p.seed} (smoothed max rel diff ${cmp.smoothed_max_pct.toFixed(3)}% after step ${o.warmup})`, xLabel: 'step', yLabel: 'loss',
+      width: 900, height: 420, smooth: o.smooth,
+    }));
+    const sa = smoothCurve(p.f32, o.smooth);
+    const diff = (name: string, y: readonly number[]) => {
+      const sy = smoothCurve(y, o.smooth);
+      return { name, points: sa.map((v, i): Point => [i + 1, 100 * (sy[i]! - v) / v]) };
+    };
+    const diffs = [diff('fp8 vs f32', p.fp8)];
+    if (p.pert) diffs.push(diff('perturbed f32 vs f32', p.pert));
+    if (p.bf16) diffs.push(diff('bf16 vs f32', p.bf16));
+    if (p.f32Eval) diffs.push(diff('fp8 weights, f32 forward vs f32', p.f32Eval));
+    charts.push(renderChart(diffs, {
+      title: `${model} seed ${p.seed}: (smoothed loss - f32) / f32, %, EMA ${o.smooth}`, xLabel: 'step', yLabel: '%', width: 900, height: 260,
+    }));
+  }
+  const chart = stackCharts(charts);
+  const stem = `fp8-train-${model}${o.tag ? `-${o.tag}` : ''}`;
+  const png = join(o.plotDir, `${stem}.png`), svg = join(o.plotDir, `${stem}.svg`);
+  writeFileSync(png, chart.toPng());
+  writeFileSync(svg, chart.toSvg());
+  return { png, svg };
+}
+
+/** --replot FILE: redraw the plots of a saved --json output (one object per line), e.g. at another --smooth. */
+function replot(file: string, o: Opts): void {
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim().startsWith('{')) continue;
+    const row = JSON.parse(line) as {
+      model: string; warmup: number; smooth: number; tag?: string; yardstick?: number;
+      per_seed: { seed: number; f32_losses: number[]; fp8_losses: number[]; perturbed_f32_losses: number[] | null; bf16_losses: number[] | null; fp8_weights_f32_eval_losses?: number[] | null }[];
+    };
+    const smooth = o.smoothSet ? o.smooth : row.smooth;
+    const tag = o.tag || row.tag || '';
+    const { png } = writePlots(row.model, row.per_seed.map((p) => ({
+      seed: p.seed, f32: p.f32_losses, fp8: p.fp8_losses, pert: p.perturbed_f32_losses, bf16: p.bf16_losses, f32Eval: p.fp8_weights_f32_eval_losses ?? null,
+    })), { yardstick: row.yardstick ?? o.yardstick, smooth, warmup: row.warmup, plotDir: o.plotDir, tag });
+    console.log(`plot: ${png}`);
+  }
+}
+/** Per-step losses keep 6 decimals (1e-6 absolute, ~1e-4 % of a loss near 1): fine enough to re-analyse gaps of 0.01%. */
+const r6 = (x: number) => Math.round(x * 1e6) / 1e6;
+
 export default async function run(argv: string[]): Promise<void> {
   const o = parse(argv);
+  if (o.replot) { mkdirSync(o.plotDir, { recursive: true }); replot(o.replot, o); return; }
   const data = buildData(o.problems);
   if (!o.json) {
     console.log(`fp8-train: ${o.models.join(', ')}; ${o.steps} steps x batch ${o.batch} x seq ${o.seq} (${o.batch * o.seq} tokens/step); seeds ${o.seeds.join(',')}; lr ${o.lr} (warmup ${o.warmup}, cosine to 10%); backend ${activeBackend()}`);
@@ -232,38 +320,12 @@ export default async function run(argv: string[]): Promise<void> {
     const worstMax = Math.max(...perSeed.map((p) => p.cmp.smoothed_max_pct));
     const worstMean = Math.max(...perSeed.map((p) => p.cmp.smoothed_mean_pct));
 
-    // Plot: per seed, both curves as measured (faint) and smoothed (bold), plus the relative difference panel.
-    const charts = [];
-    for (const p of perSeed) {
-      const pts = (y: readonly number[]): Point[] => y.map((v, i) => [i + 1, v]);
-      const curves = [{ name: 'f32', points: pts(p.f32.loss) }, { name: 'fp8', points: pts(p.fp8.loss) }];
-      if (p.pert) curves.push({ name: `f32, init x (1 +- ${o.yardstick})`, points: pts(p.pert.loss) });
-      if (p.bf) curves.push({ name: 'bf16 GEMMs', points: pts(p.bf.loss) });
-      charts.push(renderChart(curves, {
-        title: `${model} training loss, seed ${p.seed} (smoothed max rel diff ${p.cmp.smoothed_max_pct.toFixed(3)}%)`, xLabel: 'step', yLabel: 'loss',
-        width: 900, height: 420, smooth: o.smooth,
-      }));
-      const sa = smoothCurve(p.f32.loss, o.smooth), sb = smoothCurve(p.fp8.loss, o.smooth);
-      const diffs = [{ name: 'fp8 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sb[i]! - v) / v]) }];
-      if (p.pert) {
-        const sp = smoothCurve(p.pert.loss, o.smooth);
-        diffs.push({ name: 'perturbed f32 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sp[i]! - v) / v]) });
-      }
-      if (p.bf) {
-        const sbf = smoothCurve(p.bf.loss, o.smooth);
-        diffs.push({ name: 'bf16 vs f32', points: sa.map((v, i): Point => [i + 1, 100 * (sbf[i]! - v) / v]) });
-      }
-      charts.push(renderChart(diffs, {
-        title: `${model} seed ${p.seed}: relative difference of the smoothed losses from f32, %`, xLabel: 'step', yLabel: '%', width: 900, height: 260,
-      }));
-    }
-    const chart = stackCharts(charts);
-    const png = join(o.plotDir, `fp8-train-${model}.png`), svg = join(o.plotDir, `fp8-train-${model}.svg`);
-    writeFileSync(png, chart.toPng());
-    writeFileSync(svg, chart.toSvg());
+    const { png, svg } = writePlots(model, perSeed.map((p) => ({
+      seed: p.seed, f32: p.f32.loss, fp8: p.fp8.loss, pert: p.pert?.loss ?? null, bf16: p.bf?.loss ?? null, f32Eval: p.fp8.f32EvalLoss,
+    })), { yardstick: o.yardstick, smooth: o.smooth, warmup: o.warmup, plotDir: o.plotDir, tag: o.tag });
 
     const row = {
-      bench: 'fp8-train', model, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds,
+      bench: 'fp8-train', model, tag: o.tag, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds, yardstick: o.yardstick, bf16: o.bf16, f32_eval: o.f32Eval,
       fp8_layers: perSeed[0]!.fp8.fp8Layers,
       smoothed_max_rel_pct: r4(worstMax), smoothed_mean_rel_pct: r4(worstMean), threshold_pct: o.threshold, within: worstMax <= o.threshold,
       per_seed: perSeed.map((p) => ({
@@ -271,12 +333,14 @@ export default async function run(argv: string[]): Promise<void> {
         first_loss: r4(p.f32.loss[0]!), final_loss_f32: r4(p.cmp.final_a), final_loss_fp8: r4(p.cmp.final_b),
         loss: Object.fromEntries(Object.entries(p.cmp).map(([k, v]) => [k, r4(v)])),
         lm_loss: Object.fromEntries(Object.entries(p.cmpLm).map(([k, v]) => [k, r4(v)])),
-        f32_losses: p.f32.loss.map(r4), fp8_losses: p.fp8.loss.map(r4),
+        f32_losses: p.f32.loss.map(r6), fp8_losses: p.fp8.loss.map(r6),
         perturbed_f32: p.cmpPert ? Object.fromEntries(Object.entries(p.cmpPert).map(([k, v]) => [k, r4(v)])) : null,
-        perturbed_f32_losses: p.pert ? p.pert.loss.map(r4) : null,
+        perturbed_f32_losses: p.pert ? p.pert.loss.map(r6) : null,
         bf16_vs_f32: p.cmpBf ? Object.fromEntries(Object.entries(p.cmpBf).map(([k, v]) => [k, r4(v)])) : null,
         fp8_vs_bf16: p.cmpFp8Bf ? Object.fromEntries(Object.entries(p.cmpFp8Bf).map(([k, v]) => [k, r4(v)])) : null,
-        bf16_losses: p.bf ? p.bf.loss.map(r4) : null, bf16_s: p.bf ? r4(p.bf.seconds) : null,
+        bf16_losses: p.bf ? p.bf.loss.map(r6) : null, bf16_s: p.bf ? r4(p.bf.seconds) : null,
+        fp8_weights_f32_eval_losses: p.fp8.f32EvalLoss ? p.fp8.f32EvalLoss.map(r6) : null,
+        fp8_weights_f32_eval_vs_f32: p.fp8.f32EvalLoss ? Object.fromEntries(Object.entries(compare(p.f32.loss, p.fp8.f32EvalLoss, o.warmup, o.smooth)).map(([k, v]) => [k, r4(v)])) : null,
       })),
       f32_seed_to_seed: yard ? Object.fromEntries(Object.entries(yard).map(([k, v]) => [k, r4(v)])) : null,
       plot_png: png, plot_svg: svg,
@@ -294,6 +358,10 @@ export default async function run(argv: string[]): Promise<void> {
       if (p.cmpBf && p.cmpFp8Bf) {
         console.log(`seed ${p.seed}: bf16-GEMM run vs f32: smoothed max ${p.cmpBf.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpBf.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpBf.final_rel_pct.toFixed(3)}%; ` +
           `fp8 vs bf16 (the paper's comparison): smoothed max ${p.cmpFp8Bf.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpFp8Bf.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpFp8Bf.final_rel_pct.toFixed(3)}%`);
+      }
+      if (p.fp8.f32EvalLoss) {
+        const c = compare(p.f32.loss, p.fp8.f32EvalLoss, o.warmup, o.smooth);
+        console.log(`seed ${p.seed}: fp8 weights evaluated with f32 Linears vs f32: smoothed max ${c.smoothed_max_pct.toFixed(3)}%, mean ${c.smoothed_mean_pct.toFixed(3)}%, final ${c.final_rel_pct.toFixed(3)}%`);
       }
       if (p.cmpPert) console.log(`seed ${p.seed}: f32 from init x (1 +- ${o.yardstick}) vs f32 (yardstick): smoothed max ${p.cmpPert.smoothed_max_pct.toFixed(3)}%, mean ${p.cmpPert.smoothed_mean_pct.toFixed(3)}%, final ${p.cmpPert.final_rel_pct.toFixed(3)}%`);
     }
