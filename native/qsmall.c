@@ -385,6 +385,19 @@ T5 AI void mk_bc(const int MR, const int TA, long i0, long j0, long n, long k, c
     else mk_bc(MRV, 0, i0, j0, n, k, A, lda, B, ldb, acc, C, ldc);                                                 \
     break;
 
+/* Broadcast-kernel driver: column strips of W_ (a strip of B, k x W_ floats, stays in L1/L2 for all rows) outside,
+ * row blocks of at most 6 rows inside, sizes as even as possible; CASE(mr) runs one block. */
+#define BC_STRIPS(W_, CASE)                                                                                        \
+  for (long j0 = 0; j0 < n; j0 += (W_)) {                                                                          \
+    const int nb = (int)((m + MRX - 1) / MRX);                                                                     \
+    for (int b = 0, s = 0; b < nb; b++) {                                                                          \
+      const int mr = (int)((m - s + (nb - b) - 1) / (nb - b));                                                     \
+      const long i0 = s;                                                                                           \
+      s += mr;                                                                                                     \
+      switch (mr) { CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) default: CASE(6) }                                     \
+    }                                                                                                              \
+  }
+
 /* ---------------- AVX2 + FMA versions (16 ymm registers) ----------------
  * NT: 4 W rows x 3 X rows of 8-lane accumulators (12) + 3 X + 1 W registers; NN/TN: 6 rows x 16 columns (12
  * accumulators) + 2 B + 1 broadcast. Same structure and tails (masked loads) as the AVX-512 kernels above. */
@@ -488,18 +501,7 @@ T2S static void small_sgemm_avx2(int ta, int tb, long m, long n, long k, const f
     }
     return;
   }
-  for (long j0 = 0; j0 < n; j0 += 16) {
-    const int nb = (int)((m + MRX - 1) / MRX);
-    for (int b = 0, s = 0; b < nb; b++) {
-      const int mr = (int)((m - s + (nb - b) - 1) / (nb - b));
-      const long i0 = s;
-      s += mr;
-      switch (mr) {
-        BC2_CASE(1) BC2_CASE(2) BC2_CASE(3) BC2_CASE(4) BC2_CASE(5)
-        default: BC2_CASE(6)
-      }
-    }
-  }
+  BC_STRIPS(16, BC2_CASE)
 }
 
 T5 int r1_small_sgemm(int ta, int tb, long m, long n, long k, const float *A, long lda, const float *B, long ldb,
@@ -525,19 +527,7 @@ T5 int r1_small_sgemm(int ta, int tb, long m, long n, long k, const float *A, lo
     r1_qsmall_rows(&a, 0, (n + QR - 1) / QR);
     return 1;
   }
-  /* Column strips of 64 outside, row blocks inside: a strip of B (k x 64 floats) stays in L1/L2 for all rows. */
-  for (long j0 = 0; j0 < n; j0 += 64) {
-    const int nb = (int)((m + MRX - 1) / MRX);
-    for (int b = 0, s = 0; b < nb; b++) {
-      const int mr = (int)((m - s + (nb - b) - 1) / (nb - b));
-      const long i0 = s;
-      s += mr;
-      switch (mr) {
-        BC_CASE(1) BC_CASE(2) BC_CASE(3) BC_CASE(4) BC_CASE(5)
-        default: BC_CASE(6)
-      }
-    }
-  }
+  BC_STRIPS(64, BC_CASE)
   return 1;
 }
 #else
