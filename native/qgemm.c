@@ -622,16 +622,16 @@ static int env_no_qsmall(void) {
   return v;
 }
 
-void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
-              const float *bias, float *Y) {
-  if (M <= 0 || N <= 0) return;
+int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
+             const float *bias, float *Y) {
+  if (M <= 0 || N <= 0) return 1;
   if (fmt == R1_QW_F32 && (M < 2 || M > QG_SMALL_M)) {
     /* f32 outside the small-M tile path: the GEMV and the packed GEMM of gemm.c serve it directly. */
     r1_sgemm_big(M, N, K, X, (const float *)W, Y);
     if (bias)
       for (long i = 0; i < M; i++)
         for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
-    return;
+    return 1;
   }
   if (fmt != R1_QW_F32 && K > 0) {
     /* Round the activations to bf16 once, for every path below (GEMV, small M, prefill panels), so a row's
@@ -644,11 +644,7 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
       xh_buf = aligned_alloc(64, (n * sizeof(uint16_t) + 63) / 64 * 64);
       xr_cap = xr_buf && xh_buf ? n : 0;
     }
-    if (!xr_cap) {
-      for (long i = 0; i < M; i++)
-        for (long j = 0; j < N; j++) Y[i * N + j] = NAN; /* out of memory: visible, never silently wrong */
-      return;
-    }
+    if (!xr_cap) return 0; /* out of memory: the caller reports it (Y untouched) */
     r1_round_bf16(X, xh_buf, (long)n);
     for (size_t i = 0; i < n; i++) xr_buf[i] = bf16_f32(xh_buf[i]);
     X = xr_buf;
@@ -660,7 +656,7 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
   if (K <= 0) {
     for (long i = 0; i < M; i++)
       for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;
-    return;
+    return 1;
   }
 #ifdef R1_X86
   /* fp8 GEMV on AVX-512: the bit-moving decode needs x pre-scaled (see e4m3x16_raw), and the block scales are
@@ -702,7 +698,7 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
       if (N * K * s.M >= 65536) r1_parallel_for(groups, grain, small_chunk, &s);
       else small_chunk(&s, 0, groups, 0);
     }
-    return;
+    return 1;
   }
   /* Prefill: panels of W rows dequantized to f32 (~8 MiB, a multiple of 16 rows), then the f32 GEMM. */
   long rows = max_l(16, ((2L << 20) / K) / 16 * 16);
@@ -721,7 +717,7 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
       s.small_m = QG_SMALL_M;
       r1_parallel_for(cdiv(N, QR), 1, small_chunk, &s);
     }
-    return;
+    return 1;
   }
   for (long n0 = 0; n0 < N; n0 += rows) {
     const long nb = min_l(rows, N - n0);
@@ -731,6 +727,7 @@ void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, co
   if (bias)
     for (long i = 0; i < M; i++)
       for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+  return 1;
 }
 
 void r1_qdequant(int fmt, long N, long K, const void *W, const float *S, long r0, long r1, float *dst) {
@@ -793,7 +790,8 @@ napi_value r1_napi_qgemm(napi_env env, napi_callback_info info) {
   long mn, mk;
   if (!mul2(C, M, N, &mn) || !mul2(C, M, K, &mk)) return NULL;
   if (!need(C, &y, 0, mn, "y") || !need(C, &x, 0, mk, "x") || (has_bias && !need(C, &b, 0, N, "bias"))) return NULL;
-  r1_qgemm(fmt, M, N, K, x.data, w.data, s.data, has_bias ? b.data : NULL, y.data);
+  if (!r1_qgemm(fmt, M, N, K, x.data, w.data, s.data, has_bias ? b.data : NULL, y.data))
+    fail(C, 0, "out of memory for the bf16-rounded activations (%ld x %ld)", M, K);
   return NULL;
 }
 

@@ -18,8 +18,9 @@ enum { R1_QW_BF16 = 0, R1_QW_E4M3 = 1, R1_QW_F32 = 2 };
 #define R1_QW_BLOCK 128
 
 /* X, Y contiguous row-major (ldx = K, ldy = N). scale_inv ignored for bf16; bias may be NULL. Multithreaded. */
-void r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *scale_inv,
-              const float *bias, float *Y);
+/* Returns 0 (Y untouched) when the bf16-rounded copy of X for a packed format cannot be allocated, else 1. */
+int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *scale_inv,
+             const float *bias, float *Y);
 /* Dequantize rows [r0, r1) of W into dst (row-major, (r1 - r0) x K). Multithreaded. */
 void r1_qdequant(int fmt, long N, long K, const void *W, const float *scale_inv, long r0, long r1, float *dst);
 
