@@ -1,7 +1,8 @@
 /** Test helpers: paths into the source tree (tests run from dist/). */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trainBpe } from '../src/io/tokenizer/train.js';
 
 let root: string | null = null;
 /** The package root (the folder holding package.json). */
@@ -18,4 +19,16 @@ export function repoRoot(): string {
 }
 export function repoPath(...parts: string[]): string {
   return join(repoRoot(), ...parts);
+}
+
+/**
+ * Train a small byte-level BPE (digits split) on `corpus` and write it as a Hugging Face tokenizer folder
+ * (tokenizer.json + tokenizer_config.json) at `dir`; returns its vocabulary size.
+ */
+export function writeTokenizerFolder(dir: string, corpus: string[], vocab: number): number {
+  const t = trainBpe(corpus, vocab, { splitDigits: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(t.tokenizerJSON));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(t.tokenizerConfig));
+  return t.vocabSize;
 }

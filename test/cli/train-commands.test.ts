@@ -1,10 +1,10 @@
 /** r1 pretrain -> r1 sft -> r1 eval -> r1 run end to end on a tiny model (and resume, and flag errors). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trainBpe } from '../../src/io/tokenizer/train.js';
+import { writeTokenizerFolder } from '../util.js';
 import { getTask } from '../../src/tasks/index.js';
 
 async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
@@ -23,14 +23,11 @@ test('pretrain, sft (resumable), eval and run on a tiny DeepSeek-V3 from the com
   try {
     const task = getTask('arithmetic');
     const corpus = task.sample('train', 300, { seed: 1 }).map((p) => `${p.prompt}\n${task.solve(p)}`);
-    const t = trainBpe(corpus, 300, { splitDigits: true });
     const tokDir = join(dir, 'tok');
-    mkdirSync(tokDir);
-    writeFileSync(join(tokDir, 'tokenizer.json'), JSON.stringify(t.tokenizerJSON));
-    writeFileSync(join(tokDir, 'tokenizer_config.json'), JSON.stringify(t.tokenizerConfig));
+    const vocabSize = writeTokenizerFolder(tokDir, corpus, 300);
     const cfg = join(dir, 'config.json');
     writeFileSync(cfg, JSON.stringify({
-      model_type: 'deepseek_v3', vocab_size: t.vocabSize, hidden_size: 32, intermediate_size: 48, moe_intermediate_size: 16,
+      model_type: 'deepseek_v3', vocab_size: vocabSize, hidden_size: 32, intermediate_size: 48, moe_intermediate_size: 16,
       num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, num_key_value_heads: 2, q_lora_rank: 16, kv_lora_rank: 8,
       qk_nope_head_dim: 8, qk_rope_head_dim: 8, v_head_dim: 8, n_routed_experts: 4, num_experts_per_tok: 2, n_group: 2, topk_group: 1,
       n_shared_experts: 1, num_nextn_predict_layers: 1, max_position_embeddings: 256, bos_token_id: 0, eos_token_id: 1,

@@ -10,10 +10,10 @@ import { fp8Linear, bf16Linear, quantizeTiles, enableFp8Training, disableFp8Trai
 import { parseConfig } from '../../src/models/config.js';
 import { buildModel } from '../../src/models/load.js';
 import { Trainer } from '../../src/train/loop.js';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trainBpe } from '../../src/io/tokenizer/train.js';
+import { writeTokenizerFolder } from '../util.js';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -275,14 +275,11 @@ test('r1 pretrain --precision fp8 trains through the FP8 path; a bad value is a 
   const dir = mkdtempSync(join(tmpdir(), 'r1-fp8-cli-'));
   const orig = console.log;
   try {
-    const t = trainBpe(['12+34=46', '7-5=2', '3+3=6'], 270, { splitDigits: true });
     const tokDir = join(dir, 'tok');
-    mkdirSync(tokDir);
-    writeFileSync(join(tokDir, 'tokenizer.json'), JSON.stringify(t.tokenizerJSON));
-    writeFileSync(join(tokDir, 'tokenizer_config.json'), JSON.stringify(t.tokenizerConfig));
+    const vocabSize = writeTokenizerFolder(tokDir, ['12+34=46', '7-5=2', '3+3=6'], 270);
     const cfg = join(dir, 'config.json');
     writeFileSync(cfg, JSON.stringify({
-      model_type: 'qwen2', vocab_size: t.vocabSize, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1,
+      model_type: 'qwen2', vocab_size: vocabSize, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1,
       num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64, tie_word_embeddings: false,
     }));
     const { default: pretrain } = await import('../../src/cli/commands/pretrain.js');
