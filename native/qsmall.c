@@ -37,9 +37,6 @@
 #ifndef QS_PF_HINT
 #define QS_PF_HINT _MM_HINT_T2 /* into L2: more misses in flight than L1 allows (T0 measured 10-20% slower at M = 16) */
 #endif
-#ifndef QS_KC
-#define QS_KC 1048576 /* K chunk (f32 elements; bf16 uses twice as many) shared by all X blocks before moving on */
-#endif
 #ifndef QS_PF_ROWS
 #define QS_PF_ROWS 4 /* prefetch distance in W rows (one group ahead) */
 #endif
@@ -291,18 +288,14 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           wr[r] = W + (j + (r < nr ? r : 0)) * ldw; /* missing rows: a copy, discarded */
           pf[r] = W + min_l(j + QS_PF_ROWS + r, N - 1) * ldw;
         }
-        for (long k0 = 0; k0 < K; k0 += QS_KC) {
-          const long kc = min_l(QS_KC, K - k0);
-          const float *wk[QR] = {wr[0] + k0, wr[1] + k0, wr[2] + k0, wr[3] + k0};
-          for (int b = 0; b < nb; b++) {
-            /* The next group's rows are prefetched a 1/nb share per block (block b: [b kc / nb, (b + 1) kc / nb)),
-             * so W keeps streaming while the later blocks compute on the cached group. */
-            const long o = k0 + b * kc / nb;
-            const float *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
-            const float *xr[MRX];
-            for (int i = 0; i < MRX; i++) xr[i] = a->X + (c0 + bs[b] + (i < bm[b] ? i : 0)) * ldx + k0;
-            mk_f32_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
-          }
+        for (int b = 0; b < nb; b++) {
+          /* The next group's rows are prefetched a 1/nb share per block (block b: [b K / nb, (b + 1) K / nb)), so W
+           * keeps streaming while the later blocks compute on the cached group. */
+          const long o = b * K / nb;
+          const float *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
+          const float *xr[MRX];
+          for (int i = 0; i < MRX; i++) xr[i] = a->X + (c0 + bs[b] + (i < bm[b] ? i : 0)) * ldx;
+          mk_f32_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
         }
       } else if (a->fmt == R1_QW_BF16) {
         const uint16_t *W = (const uint16_t *)a->W;
@@ -311,16 +304,12 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           wr[r] = W + (j + (r < nr ? r : 0)) * K;
           pf[r] = W + min_l(j + QS_PF_ROWS + r, N - 1) * K;
         }
-        for (long k0 = 0; k0 < K; k0 += 2 * QS_KC) {
-          const long kc = min_l(2 * QS_KC, K - k0);
-          const uint16_t *wk[QR] = {wr[0] + k0, wr[1] + k0, wr[2] + k0, wr[3] + k0};
-          for (int b = 0; b < nb; b++) {
-            const long o = k0 + b * kc / nb; /* as for f32 */
-            const uint16_t *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
-            const uint16_t *xr[MRX];
-            for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K + k0;
-            mk_bf16_any(bm[b], xr, wk, kc, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
-          }
+        for (int b = 0; b < nb; b++) {
+          const long o = b * K / nb; /* as for f32 */
+          const uint16_t *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
+          const uint16_t *xr[MRX];
+          for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K;
+          mk_bf16_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
         }
       } else {
         const uint8_t *W = (const uint8_t *)a->W;
@@ -504,8 +493,22 @@ T2S static void small_sgemm_avx2(int ta, int tb, long m, long n, long k, const f
   BC_STRIPS(16, BC2_CASE)
 }
 
-T5 int r1_small_sgemm(int ta, int tb, long m, long n, long k, const float *A, long lda, const float *B, long ldb,
-                      float beta, float *C, long ldc) {
+/* AVX-512 NT/NN/TN small products (m, n, k > 0; acc = beta 1). */
+T5 static void small_sgemm_avx512(int ta, int tb, long m, long n, long k, const float *A, long lda, const float *B,
+                                   long ldb, int acc, float *C, long ldc) {
+  if (!ta && tb) {
+    const r1_qsmall a = {.fmt = R1_QW_F32, .M = m, .N = n, .K = k, .X = A, .W = B, .Y = C, .ldx = lda, .ldw = ldb,
+                         .ldy = ldc, .accumulate = acc};
+    r1_qsmall_rows(&a, 0, (n + QR - 1) / QR);
+    return;
+  }
+  BC_STRIPS(64, BC_CASE)
+}
+
+/* The dispatcher carries no target attribute: it runs on AVX2-only CPUs too, so nothing AVX-512 may be compiled
+ * into it; the kernels live in the targeted functions it calls. */
+int r1_small_sgemm(int ta, int tb, long m, long n, long k, const float *A, long lda, const float *B, long ldb,
+                   float beta, float *C, long ldc) {
   if ((ta && tb) || (beta != 0.0f && beta != 1.0f) || r1_isa() < R1_ISA_AVX2) return 0;
   if (m <= 0 || n <= 0) return 1;
   if (k <= 0) {
@@ -521,13 +524,7 @@ T5 int r1_small_sgemm(int ta, int tb, long m, long n, long k, const float *A, lo
     small_sgemm_avx2(ta, tb, m, n, k, A, lda, B, ldb, acc, C, ldc);
     return 1;
   }
-  if (!ta && tb) {
-    const r1_qsmall a = {.fmt = R1_QW_F32, .M = m, .N = n, .K = k, .X = A, .W = B, .Y = C, .ldx = lda, .ldw = ldb,
-                         .ldy = ldc, .accumulate = acc};
-    r1_qsmall_rows(&a, 0, (n + QR - 1) / QR);
-    return 1;
-  }
-  BC_STRIPS(64, BC_CASE)
+  small_sgemm_avx512(ta, tb, m, n, k, A, lda, B, ldb, acc, C, ldc);
   return 1;
 }
 #else
