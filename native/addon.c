@@ -13,6 +13,7 @@
 #include <node_api.h>
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -626,6 +627,72 @@ static napi_value f_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* attentionRagged(out, q, kNew, vNew | null, kCaches[], vCaches[] | null, geom, Hq, Hkv, Dk, Dv, scale, valuesInKeys):
+ * geom is a Float64Array of [n, past, cap, kOffset, vOffset] per sequence; kCaches[s] holds [Hkv, cap, Dk] from
+ * kOffset, vCaches[s] [Hkv, cap, Dv] from vOffset (vNew, vCaches and vOffset unused when valuesInKeys). */
+static napi_value f_attention_ragged(napi_env env, napi_callback_info info) {
+  BEGIN("attentionRagged", 13);
+  arr_t out, q, kn, vn, g;
+  ARG_F32(0, &out, "out");
+  ARG_F32(1, &q, "q");
+  ARG_F32(2, &kn, "kNew");
+  if (!arg_typed(C, argv[6], &g, "geom", napi_float64_array)) return NULL;
+  ARG_SIZE(7, Hq, "Hq");
+  ARG_SIZE(8, Hkv, "Hkv");
+  ARG_SIZE(9, Dk, "Dk");
+  ARG_SIZE(10, Dv, "Dv");
+  ARG_FLOAT(11, scale, "scale");
+  ARG_BOOL(12, vink, "valuesInKeys");
+  if (Hkv == 0 || Hq % Hkv != 0) { fail(C, 1, "Hq = %ld must be a multiple of Hkv = %ld (>= 1)", Hq, Hkv); return NULL; }
+  if (vink && Dv > Dk) { fail(C, 1, "valuesInKeys: Dv = %ld exceeds Dk = %ld", Dv, Dk); return NULL; }
+  if (g.len % 5 != 0) { fail(C, 1, "geom length %ld is not a multiple of 5 ([n, past, cap, kOffset, vOffset] per sequence)", g.len); return NULL; }
+  const long nseg = g.len / 5;
+  uint32_t nk = 0, nv = 0;
+  if (napi_get_array_length(env, argv[4], &nk) != napi_ok) { fail(C, 0, "kCaches must be an array"); return NULL; }
+  if (!vink) {
+    if (!arg_typed(C, argv[3], &vn, "vNew", napi_float32_array)) return NULL;
+    if (napi_get_array_length(env, argv[5], &nv) != napi_ok) { fail(C, 0, "vCaches must be an array"); return NULL; }
+  }
+  if ((long)nk != nseg || (!vink && (long)nv != nseg)) { fail(C, 1, "%ld sequences in geom but %u key and %u value caches", nseg, nk, nv); return NULL; }
+  float **ptr = malloc(sizeof(float *) * (size_t)(2 * nseg + 1));
+  long *geom = malloc(sizeof(long) * (size_t)(3 * nseg + 1));
+  if (!ptr || !geom) { free(ptr); free(geom); fail(C, 1, "out of memory"); return NULL; }
+  float **kc = ptr, **vc = ptr + nseg;
+  long N = 0;
+  int ok = 1;
+  const double *G = g.data;
+  for (long s = 0; s < nseg && ok; s++) {
+    for (int i = 0; i < 5 && ok; i++)
+      if (!(G[5 * s + i] == floor(G[5 * s + i])) || G[5 * s + i] < 0 || G[5 * s + i] > (double)MAX_SIZE)
+        ok = fail(C, 1, "geom[%ld] = %g must be a non-negative integer", 5 * s + i, G[5 * s + i]);
+    if (!ok) break;
+    const long n = (long)G[5 * s], past = (long)G[5 * s + 1], cap = (long)G[5 * s + 2];
+    if (past + n > cap) { ok = fail(C, 1, "sequence %ld: %ld cached + %ld new rows exceed the cache capacity %ld", s, past, n, cap); break; }
+    long rows = 0, nkc = 0, nvc = 0;
+    ok = mul2(C, Hkv, cap, &rows) && mul2(C, rows, Dk, &nkc) && mul2(C, rows, Dv, &nvc);
+    napi_value e;
+    arr_t a;
+    ok = ok && napi_get_element(env, argv[4], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "kCaches[i]", napi_float32_array) &&
+         need(C, &a, (long)G[5 * s + 3], nkc, "kCaches[i]");
+    if (ok) kc[s] = (float *)a.data + (long)G[5 * s + 3];
+    if (ok && !vink) {
+      ok = napi_get_element(env, argv[5], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "vCaches[i]", napi_float32_array) &&
+           need(C, &a, (long)G[5 * s + 4], nvc, "vCaches[i]");
+      if (ok) vc[s] = (float *)a.data + (long)G[5 * s + 4];
+    }
+    geom[3 * s] = n; geom[3 * s + 1] = past; geom[3 * s + 2] = cap;
+    N += n;
+  }
+  long nq = 0, nkn = 0, nvn = 0, no = 0;
+  ok = ok && mul3(C, N, Hq, Dk, &nq) && mul3(C, N, Hkv, Dk, &nkn) && mul3(C, N, Hkv, Dv, &nvn) && mul3(C, N, Hq, Dv, &no) &&
+       need(C, &q, 0, nq, "q") && need(C, &kn, 0, nkn, "kNew") && (vink || need(C, &vn, 0, nvn, "vNew")) &&
+       need(C, &out, 0, no, "out");
+  if (ok) k_attention_ragged(out.data, q.data, kn.data, vink ? NULL : vn.data, kc, vc, geom, nseg, Hq, Hkv, Dk, Dv, (float)scale, vink);
+  free(ptr);
+  free(geom);
+  return NULL;
+}
+
 static napi_value f_attention_grad(napi_env env, napi_callback_info info) {
   BEGIN("attentionGrad", 20);
   arr_t dq, dk, dv, dout, q, k, v, out, lse;
@@ -813,7 +880,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"binary", f_binary}, {"compare", f_compare}, {"where", f_where}, {"reduce", f_reduce},
     {"argReduce", f_argreduce}, {"matmul", f_matmul}, {"softmax", f_softmax}, {"softmaxGrad", f_softmax_grad},
     {"rmsnorm", f_rmsnorm}, {"rmsnormGrad", f_rmsnorm_grad}, {"rope", f_rope}, {"crossEntropy", f_xent},
-    {"crossEntropyGrad", f_xent_grad}, {"attention", f_attention}, {"attentionGrad", f_attention_grad},
+    {"crossEntropyGrad", f_xent_grad}, {"attention", f_attention}, {"attentionRagged", f_attention_ragged}, {"attentionGrad", f_attention_grad},
     {"siluMul", f_silu_mul}, {"siluMulGrad", f_silu_mul_grad}, {"indexSelect", f_index_select},
     {"indexAdd", f_index_add}, {"gather", f_gather}, {"scatter", f_scatter}, {"topk", f_topk},
     {"adamw", f_adamw}, {"isa", f_isa}, {"getThreads", f_get_threads}, {"setThreads", f_set_threads},

@@ -1643,6 +1643,176 @@ void k_attention(float *out, float *lse, const float *q, const float *k, const f
   r1_parallel_team(nt, attn_fwd_team, &c);
 }
 
+/* Ragged inference attention (forward only): the new tokens of several sequences back to back, each attending to
+ * its own KV cache, in one call. Decode steps of a batch are this shape: one query per sequence, each against a
+ * different cache. Per sequence s the new keys/values are first written into the cache buffers at rows
+ * [past_s, past_s + n_s) (the in-place append), then query i of s sees cache rows [0, past_s + i].
+ * Work items are (sequence, kv head, block of queries); the rows of an item are its queries x the query heads of the
+ * GQA group (gathered into a contiguous tile), so the group's heads share every key and value read: at decode, one
+ * item is G rows against the sequence's whole cache, and K/V are read once per kv head instead of once per head. */
+/* dst[c * ldd + r] = src[r * lds + c] for r < nr, c < nc (a block of keys into key-minor order); AVX-512: 16 x 16
+ * tiles by unpack / 128-bit-lane shuffles (keys beyond nr in a tile become 0; columns beyond nc are not written). */
+#ifdef R1_X86
+#define T512 __attribute__((target("avx512f,avx2,fma")))
+T512 static void transpose_block_avx512(const float *src, long lds, long nr, long nc, float *dst, long ldd) {
+  for (long c0 = 0; c0 < nc; c0 += 16) {
+    const long cc = min_l(16, nc - c0);
+    const __mmask16 cm = (__mmask16)(cc == 16 ? 0xFFFF : (1u << cc) - 1u);
+    for (long r0 = 0; r0 < nr; r0 += 16) {
+      const long rr = min_l(16, nr - r0);
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; i++) r[i] = i < rr ? _mm512_maskz_loadu_ps(cm, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+      for (int i = 0; i < 4; i++) { /* rows 4i..4i+3: columns 4l + {0, 1, 2, 3} of 128-bit lane l */
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+      }
+      for (int j = 0; j < 4; j++) { /* column j + 4l from lane l of r[j], r[4 + j], r[8 + j], r[12 + j] */
+        const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+        const __m512 o[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
+                             _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
+        for (int l = 0; l < 4; l++)
+          if (j + 4 * l < cc) _mm512_storeu_ps(dst + (c0 + j + 4 * l) * ldd + r0, o[l]);
+      }
+    }
+  }
+}
+#endif
+
+typedef struct {
+  float *out;
+  const float *q;
+  float *const *kc;
+  float *const *vc;
+  const long *q0, *n, *past, *cap, *istart;
+  long nseg, Hq, Hkv, Dk, Dv, G, nq, nitems;
+  int vink;
+  float scale;
+  atomic_long next;
+} rattn_ctx;
+
+static void rattn_team(void *vc_, int tid, int nteam) {
+  (void)tid; (void)nteam;
+  rattn_ctx *c = vc_;
+  const vops_t *V = vops();
+  const lops_t *L = lops();
+  const long Dk = c->Dk, Dv = c->Dv, G = c->G, R = c->nq * G;
+  /* Scores by an NN product against the key block transposed (Kt [Dk, KB]) where AVX-512 is there: the NT product of
+   * a few rows against 64 keys spends most of its time in horizontal sums (measured 16 vs ~GFLOP/s per thread). */
+#ifdef R1_X86
+  const int tr = r1_isa() >= R1_ISA_AVX512;
+#else
+  const int tr = 0;
+#endif
+  float *S = malloc(sizeof(float) * (size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0)));
+  if (!S) abort();
+  float *acc = S + R * KB, *Qb = acc + R * Dv, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
+  for (;;) {
+    const long it = atomic_fetch_add(&c->next, 1);
+    if (it >= c->nitems) break;
+    long lo = 0, hi = c->nseg - 1; /* the segment s with istart[s] <= it < istart[s + 1] */
+    while (lo < hi) {
+      const long mid = (lo + hi + 1) / 2;
+      if (c->istart[mid] <= it) lo = mid; else hi = mid - 1;
+    }
+    const long s = lo, local = it - c->istart[s], nqb = (c->n[s] + c->nq - 1) / c->nq;
+    const long kvh = local / nqb, i0 = (local % nqb) * c->nq, ni = min_l(c->nq, c->n[s] - i0), rows = ni * G;
+    const long past = c->past[s], q0 = c->q0[s] + i0;
+    /* The scale goes into the gathered queries: the small-product kernels take alpha = 1 only. */
+    for (long i = 0; i < ni; i++)
+      L->scale(Qb + i * G * Dk, c->q + ((q0 + i) * c->Hq + kvh * G) * Dk, c->scale, G * Dk);
+    const float *K = c->kc[s] + kvh * c->cap[s] * Dk;
+    const long vRow = c->vink ? Dk : Dv;
+    const float *Vv = c->vink ? K : c->vc[s] + kvh * c->cap[s] * Dv;
+    for (long r = 0; r < rows; r++) { m[r] = -INFINITY; l[r] = 0; }
+    memset(acc, 0, sizeof(float) * (size_t)(rows * Dv));
+    const long kend = past + i0 + ni;
+    for (long j0 = 0; j0 < kend; j0 += KB) {
+      const long nj = min_l(KB, kend - j0);
+      /* The caches of a batch's sequences are far larger than the caches of the CPU (S1, 16 sequences: ~120 MB per
+       * step): the next block's key and value rows are requested into L2 while this block computes. */
+      for (long j = j0 + KB, je = min_l(j0 + 2 * KB, kend); j < je; j++) {
+        for (long d = 0; d < Dk; d += 16) __builtin_prefetch(K + j * Dk + d, 0, 2);
+        if (!c->vink)
+          for (long d = 0; d < Dv; d += 16) __builtin_prefetch(Vv + j * vRow + d, 0, 2);
+      }
+      if (tr) {
+#ifdef R1_X86
+        transpose_block_avx512(K + j0 * Dk, Dk, nj, Dk, Kt, KB);
+#endif
+        r1_sgemm_st(0, 0, rows, nj, Dk, 1.0f, Qb, Dk, Kt, KB, 0.0f, S, KB);
+      } else {
+        r1_sgemm_st(0, 1, rows, nj, Dk, 1.0f, Qb, Dk, K + j0 * Dk, Dk, 0.0f, S, KB);
+      }
+      for (long r = 0; r < rows; r++) {
+        float *row = S + r * KB;
+        const long lim = past + i0 + r / G + 1 - j0; /* keys j0 .. j0+lim-1 are visible */
+        const long vis = lim < 0 ? 0 : (lim < nj ? lim : nj);
+        for (long jj = vis; jj < nj; jj++) row[jj] = -INFINITY;
+        const float bm = vis > 0 ? V->max(row, vis) : -INFINITY;
+        const float mn = bm > m[r] ? bm : m[r];
+        if (mn == -INFINITY) { memset(row, 0, sizeof(float) * (size_t)nj); continue; }
+        const float alpha = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);
+        const float ps = V->sumexp(row, row, nj, mn);
+        l[r] = l[r] * alpha + ps;
+        if (alpha != 1.0f) L->scale_ip(acc + r * Dv, alpha, Dv);
+        m[r] = mn;
+      }
+      r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vv + j0 * vRow, vRow, 1.0f, acc, Dv);
+    }
+    for (long r = 0; r < rows; r++) {
+      float *O = c->out + ((q0 + r / G) * c->Hq + kvh * G + r % G) * Dv;
+      if (l[r] > 0) L->scale(O, acc + r * Dv, 1.0f / l[r], Dv);
+      else memset(O, 0, sizeof(float) * (size_t)Dv); /* unreachable: a query always sees its own key */
+    }
+  }
+  free(S);
+}
+
+void k_attention_ragged(float *out, const float *q, const float *knew, const float *vnew, float *const *kc,
+                        float *const *vc, const long *geom, long nseg, long Hq, long Hkv, long Dk, long Dv,
+                        float scale, int vink) {
+  long *q0 = malloc(sizeof(long) * (size_t)(5 * nseg + 1));
+  if (!q0) abort();
+  long *n = q0 + nseg, *past = n + nseg, *cap = past + nseg, *istart = cap + nseg;
+  const long G = Hq / Hkv, nq = G >= QB ? 1 : QB / G;
+  long tok = 0, items = 0;
+  double work = 0;
+  for (long s = 0; s < nseg; s++) {
+    n[s] = geom[3 * s]; past[s] = geom[3 * s + 1]; cap[s] = geom[3 * s + 2];
+    q0[s] = tok;
+    istart[s] = items;
+    /* the append: rows [past, past + n) of every kv head */
+    for (long h = 0; h < Hkv; h++)
+      for (long i = 0; i < n[s]; i++) {
+        memcpy(kc[s] + (h * cap[s] + past[s] + i) * Dk, knew + ((tok + i) * Hkv + h) * Dk, sizeof(float) * (size_t)Dk);
+        if (!vink) memcpy(vc[s] + (h * cap[s] + past[s] + i) * Dv, vnew + ((tok + i) * Hkv + h) * Dv, sizeof(float) * (size_t)Dv);
+      }
+    items += Hkv * ((n[s] + nq - 1) / nq);
+    work += (double)Hq * n[s] * (past[s] + n[s]) * (Dk + Dv);
+    tok += n[s];
+  }
+  rattn_ctx c;
+  memset(&c, 0, sizeof c);
+  c.out = out; c.q = q; c.kc = kc; c.vc = vc; c.q0 = q0; c.n = n; c.past = past; c.cap = cap; c.istart = istart;
+  c.nseg = nseg; c.Hq = Hq; c.Hkv = Hkv; c.Dk = Dk; c.Dv = Dv; c.G = G; c.nq = nq; c.nitems = items;
+  c.vink = vink; c.scale = scale;
+  atomic_init(&c.next, 0);
+  if (items > 0) {
+    const int nt = work < ATTN_MT_WORK ? 1 : (int)min_l(r1_num_threads(), items);
+    r1_parallel_team(nt, rattn_team, &c);
+  }
+  free(q0);
+}
+
 /* P row from scores: exp(s - lse), 0 where lse is -inf (a row that sees nothing). */
 static inline void attn_prob_row(const vops_t *V, float *row, long nj, float lse) {
   if (lse == -INFINITY) memset(row, 0, sizeof(float) * (size_t)nj);

@@ -19,7 +19,7 @@ import { Tensor, arange, keep, noGrad } from '../tensor/index.js';
 import { Module, ModuleList, dtypeOf, type InitOptions } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
-import { appendRows } from '../nn/kv-buffer.js';
+import { reserveRows } from '../nn/kv-buffer.js';
 import { RMSNorm } from '../nn/norm.js';
 import { SwiGLU } from '../nn/mlp.js';
 import { ropeTables, yarnMscale } from '../nn/rope.js';
@@ -159,21 +159,14 @@ export class MLA extends Module {
     const wUk = w.narrow(1, 0, c.qkNopeHeadDim);
     const wUv = w.narrow(1, c.qkNopeHeadDim, c.vHeadDim);
     const qAbs = T.matmul(qNope.permute(2, 0, 1, 3).reshape(H, N, c.qkNopeHeadDim), wUk).reshape(H, 1, N, L).permute(1, 0, 2, 3);
-    const q = T.cat([qAbs, qPe.transpose(1, 2)], 3); // [1, H, N, L + rope]
-    const outs: Tensor[] = [];
-    const caches: MLACache[] = [];
-    let off = 0;
-    for (const s of segments) {
-      const mine = kvNew.narrow(2, off, s.length);
-      const rows = appendRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, mine);
-      const kv = rows.view;
-      // The values are the latent: the first L columns of each cached row, read in place (no copy).
-      outs.push(T.attention(q.narrow(2, off, s.length), kv, kv.narrow(3, 0, L), { causal: true, scale: this.scale }));
-      caches.push({ kv, kvBuf: rows.buf });
-      off += s.length;
-    }
-    const oLatent = outs.length === 1 ? outs[0]! : T.cat(outs, 2); // [1, H, N, L]
-    const o = T.matmul(oLatent.reshape(H, N, L), wUv.transpose(1, 2)).permute(1, 0, 2).reshape(1, N, H * c.vHeadDim);
+    const q = T.cat([qAbs, qPe.transpose(1, 2)], 3).transpose(1, 2).reshape(N, H, L + c.qkRopeHeadDim); // token-major
+    const bufs = segments.map((s) => reserveRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, s.length, 1, L + c.qkRopeHeadDim, x.dtype));
+    // One call for all sequences: each one's latent rows are appended to its cache and attended; the values are the
+    // first L columns of each cached row, read in place.
+    const oLatent = T.raggedAttention(q, kvNew.reshape(N, 1, L + c.qkRopeHeadDim), null,
+      segments.map((s, i) => ({ length: s.length, past: bufs[i]!.len, k: bufs[i]!.buf, v: null })), { scale: this.scale, valueDim: L }); // [N, H, L]
+    const caches = segments.map((s, i) => ({ kv: bufs[i]!.buf.narrow(2, 0, bufs[i]!.len + s.length), kvBuf: bufs[i]!.buf }));
+    const o = T.matmul(oLatent.transpose(0, 1), wUv.transpose(1, 2)).permute(1, 0, 2).reshape(1, N, H * c.vHeadDim);
     return { out: this.o_proj.forward(o), caches };
   }
 }

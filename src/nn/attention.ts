@@ -2,10 +2,10 @@
  * Grouped-query self-attention with RoPE (Llama/Qwen2): q/k/v projections (optional bias, Qwen2),
  * rotate-half RoPE on q and k, fused causal attention with KV-head sharing, output projection.
  */
-import { Tensor, rope, attention, cat } from '../tensor/index.js';
+import { Tensor, rope, attention, cat, raggedAttention } from '../tensor/index.js';
 import { Module, type InitOptions } from './module.js';
 import { Linear } from './linear.js';
-import { appendRows } from './kv-buffer.js';
+import { reserveRows } from './kv-buffer.js';
 
 /**
  * Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). From forwardSegments (the inference
@@ -54,27 +54,25 @@ export class GQAttention extends Module {
 
   /**
    * Ragged batch (inference): x [1, N, hidden] holds several sequences' new tokens back to back
-   * (`segments[i].length` tokens each, ctx.positions per token). Projections run once over all N tokens;
-   * attention runs per segment against that sequence's own cache. Returns each segment's extended cache.
+   * (`segments[i].length` tokens each, ctx.positions per token). Projections run once over all N tokens; one
+   * raggedAttention call appends every segment's keys/values to its own cache and attends. Returns each segment's
+   * extended cache.
    */
   forwardSegments(x: Tensor, ctx: AttentionContext, segments: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
     const N = x.shape[1]!;
     const { heads: H, kvHeads: Hkv, headDim: D } = this;
-    const q = rope(this.q_proj.forward(x).reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
-    const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half').transpose(1, 2);
-    const v = this.v_proj.forward(x).reshape(1, N, Hkv, D).transpose(1, 2);
-    const outs: Tensor[] = [];
-    const present: KVPair[] = [];
-    let off = 0;
-    for (const s of segments) {
-      const p = s.past;
-      const kr = appendRows(p ? { view: p.k, buf: p.kBuf ?? null } : null, k.narrow(2, off, s.length));
-      const vr = appendRows(p ? { view: p.v, buf: p.vBuf ?? null } : null, v.narrow(2, off, s.length));
-      outs.push(attention(q.narrow(2, off, s.length), kr.view, vr.view, { causal: true }));
-      present.push({ k: kr.view, v: vr.view, kBuf: kr.buf, vBuf: vr.buf });
-      off += s.length;
-    }
-    const o = outs.length === 1 ? outs[0]! : cat(outs, 2);
-    return { out: this.o_proj.forward(o.transpose(1, 2).reshape(1, N, H * D)), present };
+    const q = rope(this.q_proj.forward(x).reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half');
+    const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half');
+    const v = this.v_proj.forward(x).reshape(1, N, Hkv, D);
+    const kb = segments.map((s) => reserveRows(s.past ? { view: s.past.k, buf: s.past.kBuf ?? null } : null, s.length, Hkv, D, x.dtype));
+    const vb = segments.map((s) => reserveRows(s.past ? { view: s.past.v, buf: s.past.vBuf ?? null } : null, s.length, Hkv, D, x.dtype));
+    // One call for all sequences: appends each one's new rows to its cache and attends (token-major in and out).
+    const o = raggedAttention(q.reshape(N, H, D), k.reshape(N, Hkv, D), v.reshape(N, Hkv, D),
+      segments.map((s, i) => ({ length: s.length, past: kb[i]!.len, k: kb[i]!.buf, v: vb[i]!.buf })));
+    const present = segments.map((s, i) => {
+      const len = kb[i]!.len + s.length;
+      return { k: kb[i]!.buf.narrow(2, 0, len), v: vb[i]!.buf.narrow(2, 0, len), kBuf: kb[i]!.buf, vBuf: vb[i]!.buf };
+    });
+    return { out: this.o_proj.forward(o.reshape(1, N, H * D)), present };
   }
 }

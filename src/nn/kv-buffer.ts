@@ -3,9 +3,9 @@
  *
  * Why: re-concatenating past and new rows every decode step copies the whole cache per layer per sequence per step
  * (S1 at batch 16 and ~300 positions: ~120 MB per step). Instead each cache tensor is a view `buf.narrow(2, 0, len)`
- * of a buffer with spare rows; a step writes its new rows after `len` and returns a longer view of the same buffer.
- * Attention reads the view in place (k/v strides, src/tensor/ops/nn.ts attention). When the buffer is full it is
- * replaced by one with ~25% spare rows (amortised O(1) copies per token).
+ * of a buffer with spare rows; a step's raggedAttention (src/tensor/ops/nn.ts) writes the new rows after `len`, and
+ * the cache becomes a longer view of the same buffer. When the buffer is full it is replaced by one with ~25% spare
+ * rows (amortised O(1) copies per token).
  *
  * A sequence's cache is owned by one SequenceCache (src/infer/kv-cache.ts) and only ever extended from its latest
  * view, so writing past `len` never changes rows another live view can see.
@@ -24,20 +24,17 @@ export function cacheCapacity(need: number): number {
 }
 
 /**
- * Append rows [1, H, n, D] after `past` (null: a new cache). Returns the new view and its buffer (a new tensor
- * object on the same storage when the rows fit: the caller disposes the old objects as usual).
+ * Room for n more rows after `past` without writing them (raggedAttention writes them): returns the buffer
+ * [1, H, cap >= len + n, D] holding past's rows first (the same storage when they fit, else a larger copy) and len.
+ * After the write, the cache is `buf.narrow(2, 0, len + n)`.
  */
-export function appendRows(past: GrowingRows | null, rows: Tensor): GrowingRows {
-  const [B, H, n, D] = rows.shape as [number, number, number, number];
+export function reserveRows(past: GrowingRows | null, n: number, H: number, D: number, dtype: Tensor['dtype']): { buf: Tensor; len: number } {
   const len = past ? past.view.shape[2]! : 0;
   const need = len + n;
   if (past && past.buf && past.buf.shape[2]! >= need && past.buf.shape[1] === H && past.buf.shape[3] === D) {
-    copyInto(past.buf.narrow(2, len, n), rows);
-    const buf = alias(past.buf);
-    return { view: buf.narrow(2, 0, need), buf };
+    return { buf: alias(past.buf), len };
   }
-  const buf = empty([B, H, cacheCapacity(need), D], rows.dtype);
+  const buf = empty([1, H, cacheCapacity(need), D], dtype);
   if (past && len > 0) copyInto(buf.narrow(2, 0, len), past.view);
-  copyInto(buf.narrow(2, len, n), rows);
-  return { view: buf.narrow(2, 0, need), buf };
+  return { buf, len };
 }

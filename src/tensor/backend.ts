@@ -48,6 +48,10 @@ export type RopeLayout = 'half' | 'interleaved';
  */
 export interface KVStrides { kRow: number; kHead: number; vRow: number; vHead: number }
 
+/** One sequence of a ragged attention call: n new tokens after `past` cached rows, in cache buffers of `cap` rows per
+ * kv head that start at element kOffset (keys) / vOffset (values) of their arrays. */
+export interface RaggedSegment { n: number; past: number; cap: number; kOffset: number; vOffset: number }
+
 export interface Strided<A extends AnyArray = AnyArray> {
   data: A;
   offset: number;
@@ -167,6 +171,17 @@ export interface Backend {
   attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, mask: Strided<FArray> | null,
     B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
     kvStrides?: KVStrides | null): void;
+  /**
+   * Ragged inference attention with the KV-cache append (forward only, no lse). The tokens of q [N, Hq, Dk],
+   * kNew [N, Hkv, Dk] and vNew [N, Hkv, Dv] (token-major) belong to the sequences of `segs` back to back. For each
+   * sequence s: first its kNew/vNew rows are written into kCaches[s] ([Hkv, cap, Dk] from kOffset) and vCaches[s]
+   * ([Hkv, cap, Dv] from vOffset) at rows [past, past + n); then its query i (head h, kv head floor(h / (Hq/Hkv)))
+   * attends to cache rows [0, past + i]: out [N, Hq, Dv] = softmax(scale q k^T) v. valuesInKeys: the values are the
+   * first Dv columns of the key rows (MLA's latent cache); vNew and vCaches are then unused (may be null).
+   */
+  attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly FArray[],
+    vCaches: readonly FArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
+    scale: number, valuesInKeys: boolean): void;
   /**
    * Backward of attention given out and lse from the forward pass. dq, dk, dv are written (not accumulated):
    * P = exp(s - lse); dv_j = sum_i P_ij dout_i; dP_ij = dout_i . v_j; Di = dout_i . out_i;

@@ -1,13 +1,14 @@
 /**
  * In-place KV caches (src/nn/kv-buffer.ts) and attention reading k/v in place (src/tensor/ops/nn.ts, kvStrides of
  * both backends): views of buffers with spare rows, MLA-style values that are the leading columns of the key rows,
- * and evenly strided batches give the same attention as contiguous copies; appending fills the buffer in place and
- * regrows it when full.
+ * and evenly strided batches give the same attention as contiguous copies; raggedAttention (the inference engine's one
+ * call per layer) writes each sequence's new rows into its buffer in place and matches attention over the grown
+ * cache; reserveRows regrows a buffer when it is full.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { appendRows, cacheCapacity } from '../../src/nn/kv-buffer.js';
+import { reserveRows, cacheCapacity } from '../../src/nn/kv-buffer.js';
 
 const BACKENDS = T.activeBackend() === 'native' ? (['native', 'js'] as const) : (['js'] as const);
 
@@ -69,7 +70,90 @@ test('attention with gradients still differentiates strided k/v (copied, not rea
   assert.ok(inside > 0);
 });
 
-test('appendRows: grows in place while capacity lasts, regrows with spare rows, keeps every row', () => {
+/** Reference for one sequence: its cache rows [0, past) + the new rows, attended with the plain attention op. */
+function reference(q: T.Tensor, kOld: T.Tensor, vOld: T.Tensor | null, kNew: T.Tensor, vNew: T.Tensor | null, Dv: number, scale: number): T.Tensor {
+  // q [n, Hq, Dk], kOld [Hkv, past, Dk], kNew [n, Hkv, Dk] -> out [n, Hq, Dv]
+  const k = T.cat([kOld, kNew.transpose(0, 1)], 1).unsqueeze(0);
+  const v = vNew ? T.cat([vOld!, vNew.transpose(0, 1)], 1).unsqueeze(0) : k.narrow(3, 0, Dv);
+  return T.attention(q.transpose(0, 1).unsqueeze(0), k.contiguous(), v.contiguous(), { causal: true, scale }).squeeze(0).transpose(0, 1);
+}
+
+for (const be of BACKENDS) {
+  test(`raggedAttention (${be}): sequences of mixed lengths append to their caches in place and match attention`, () => {
+    T.setBackend(be);
+    try {
+      T.noGrad(() => T.tidy(() => {
+        const rng = new T.Rng(11);
+        for (const { Hq, Hkv, Dk, Dv, seqs, vInK } of [
+          // decode steps (one token after a long cache), a prefill (nothing cached), a chunk; S1's head layout (G = 7)
+          { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: [[1, 150], [9, 0], [5, 20], [1, 63], [1, 64]], vInK: false },
+          // head dims that are not multiples of 16, multi-query (G = Hq), MLA-like values inside the key rows
+          { Hq: 6, Hkv: 1, Dk: 20, Dv: 12, seqs: [[3, 70], [1, 1], [40, 0]], vInK: true },
+          { Hq: 4, Hkv: 4, Dk: 24, Dv: 8, seqs: [[2, 5], [1, 129]], vInK: false },
+          // above the one-thread threshold (4e6 multiply-adds): the work items are shared by the thread team
+          { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: Array.from({ length: 16 }, (_, i) => [1, 280 + i]), vInK: false },
+        ]) {
+          const N = seqs.reduce((a, [n]) => a + n!, 0);
+          const q = T.randn([N, Hq, Dk], { rng });
+          const kNew = T.randn([N, Hkv, Dk], { rng });
+          const vNew = vInK ? null : T.randn([N, Hkv, Dv], { rng });
+          const caches = seqs.map(([n, past]) => {
+            const cap = past! + n! + 3;
+            return { length: n!, past: past!, k: T.randn([1, Hkv, cap, Dk], { rng }), v: vInK ? null : T.randn([1, Hkv, cap, Dv], { rng }) };
+          });
+          const before = caches.map((c) => ({ k: c.k.clone(), v: c.v?.clone() ?? null }));
+          const scale = 0.3;
+          const out = T.raggedAttention(q, kNew, vNew, caches, { scale, valueDim: vInK ? Dv : undefined });
+          assert.deepEqual(out.shape, [N, Hq, Dv]);
+          let off = 0;
+          caches.forEach((c, i) => {
+            const n = c.length, past = c.past, cap = c.k.shape[2]!;
+            const qs = q.narrow(0, off, n), ks = kNew.narrow(0, off, n), vs = vNew ? vNew.narrow(0, off, n) : null;
+            const kOld = before[i]!.k.squeeze(0).narrow(1, 0, past);
+            const vOld = before[i]!.v ? before[i]!.v!.squeeze(0).narrow(1, 0, past) : null;
+            const want = reference(qs, kOld, vOld, ks, vs, Dv, scale).toArray() as Float32Array;
+            const got = out.narrow(0, off, n).toArray() as Float32Array;
+            assert.ok(maxDiff(got, want) < 2e-5, `${be} Hq=${Hq} Hkv=${Hkv} Dk=${Dk} seq ${i} (${n} after ${past}): differs by ${maxDiff(got, want)}`);
+            // the cache: rows [0, past) kept, [past, past + n) = the new rows, the rest untouched
+            const rows = (t: T.Tensor, a: number, b: number) => Array.from(t.squeeze(0).narrow(1, a, b - a).toArray() as Float32Array);
+            assert.deepEqual(rows(c.k, 0, past), rows(before[i]!.k, 0, past));
+            assert.deepEqual(rows(c.k, past, past + n), Array.from(ks.transpose(0, 1).toArray() as Float32Array));
+            assert.deepEqual(rows(c.k, past + n, cap), rows(before[i]!.k, past + n, cap));
+            if (c.v) assert.deepEqual(rows(c.v, past, past + n), Array.from(vs!.transpose(0, 1).toArray() as Float32Array));
+            off += n;
+          });
+        }
+      }));
+    } finally {
+      T.setBackend('native');
+    }
+  });
+}
+
+test('raggedAttention: native and js agree; bad calls are errors that name the problem', () => {
+  T.noGrad(() => T.tidy(() => {
+    const rng = new T.Rng(12);
+    const q = T.randn([3, 4, 16], { rng }), k = T.randn([3, 2, 16], { rng }), v = T.randn([3, 2, 16], { rng });
+    const mk = () => [{ length: 2, past: 10, k: T.randn([1, 2, 16, 16], { rng: new T.Rng(1) }), v: T.randn([1, 2, 16, 16], { rng: new T.Rng(2) }) },
+      { length: 1, past: 0, k: T.zeros([1, 2, 4, 16]), v: T.zeros([1, 2, 4, 16]) }];
+    const results = (['native', 'js'] as const).map((be) => {
+      T.setBackend(be);
+      try { return T.raggedAttention(q, k, v, mk()).toArray() as Float32Array; } finally { T.setBackend('native'); }
+    });
+    assert.ok(maxDiff(results[0]!, results[1]!) < 1e-5);
+    const seqs = mk();
+    assert.throws(() => T.raggedAttention(q, k, v, [{ ...seqs[0]!, past: 15 }, seqs[1]!]), /exceed the key cache capacity 16/);
+    assert.throws(() => T.raggedAttention(q, k, v, [seqs[0]!]), /hold 2 tokens but q has 3/);
+    assert.throws(() => T.raggedAttention(q, k, null, seqs), /valueDim/);
+    assert.throws(() => T.raggedAttention(q, k, v, [{ ...seqs[0]!, k: T.randn([1, 2, 16, 32]).narrow(3, 0, 16) }, seqs[1]!]), /contiguous/);
+    assert.throws(() => T.raggedAttention(q, T.randn([3, 3, 16]), v, seqs), /does not fit/);
+  }));
+  const kg = T.randn([1, 2, 16, 16]).setRequiresGrad(true);
+  assert.throws(() => T.raggedAttention(T.randn([1, 4, 16]), T.randn([1, 2, 16]), T.randn([1, 2, 16]),
+    [{ length: 1, past: 0, k: kg, v: T.zeros([1, 2, 16, 16]) }]), /inference only/);
+});
+
+test('reserveRows: the same buffer while capacity lasts, a larger copy (past rows kept) when full', () => {
   T.noGrad(() => {
     const rng = new T.Rng(9);
     const all: T.Tensor[] = [];
@@ -77,17 +161,17 @@ test('appendRows: grows in place while capacity lasts, regrows with spare rows, 
     const bufs = new Set<unknown>();
     let regrows = 0;
     for (const n of [5, 1, 1, 60, 1, 1, 1, 70, 1]) {
-      const rows = T.randn([1, 2, n, 4], { rng }).keep();
+      const rows = T.randn([n, 2, 4], { rng }).keep(); // token-major, as raggedAttention takes them
       all.push(rows);
-      const next: { view: T.Tensor; buf: T.Tensor | null } = appendRows(cur, rows);
-      if (!bufs.has(next.buf!.raw)) { regrows++; bufs.add(next.buf!.raw); }
+      const { buf, len } = reserveRows(cur, n, 2, 4, 'f32');
+      if (!bufs.has(buf.raw)) { regrows++; bufs.add(buf.raw); }
+      T.raggedAttention(T.randn([n, 2, 4], { rng }), rows, rows, [{ length: n, past: len, k: buf, v: T.zeros(buf.shape) }]).dispose();
       if (cur) { cur.view.dispose(); cur.buf?.dispose(); }
-      cur = next;
-      const len = all.reduce((a, t) => a + t.shape[2]!, 0);
-      assert.deepEqual(cur.view.shape, [1, 2, len, 4]);
-      assert.ok(cur.buf!.shape[2]! >= len);
-      const want = T.cat(all, 2).toArray();
-      assert.deepEqual(cur.view.toArray(), want);
+      cur = { view: buf.narrow(2, 0, len + n), buf };
+      const total = all.reduce((a, t) => a + t.shape[0]!, 0);
+      assert.equal(len + n, total);
+      assert.ok(buf.shape[2]! >= total);
+      assert.deepEqual(cur.view.toArray(), T.cat(all, 0).transpose(0, 1).unsqueeze(0).toArray());
     }
     assert.equal(regrows, 2, 'one allocation for the first rows (128 capacity), one regrowth past 128 rows');
     cur!.view.dispose(); cur!.buf?.dispose();

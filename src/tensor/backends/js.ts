@@ -15,7 +15,7 @@
  *   argument instead of silently reading `undefined` (NaN).
  */
 import type {
-  AnyArray, Backend, BinaryOp, CompareOp, FArray, KVStrides, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
+  AnyArray, Backend, BinaryOp, CompareOp, FArray, KVStrides, RaggedSegment, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
 } from '../backend.js';
 import { DTypeError, R1Error, ShapeError } from '../../errors.js';
 
@@ -1021,6 +1021,67 @@ function scoreRow(s: Float64Array, q: FArray, qBase: number, k: FArray, kBase: n
   return mx;
 }
 
+function attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly FArray[],
+  vCaches: readonly FArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
+  scale: number, valuesInKeys: boolean): void {
+  if (Hkv < 1 || Hq % Hkv !== 0) throw new ShapeError(`js.attentionRagged: Hq = ${Hq} must be a multiple of Hkv = ${Hkv} (>= 1)`);
+  if (valuesInKeys && Dv > Dk) throw new ShapeError(`js.attentionRagged: valuesInKeys: Dv = ${Dv} exceeds Dk = ${Dk}`);
+  if (kCaches.length !== segs.length || (!valuesInKeys && (!vCaches || vCaches.length !== segs.length || !vNew))) {
+    throw new ShapeError(`js.attentionRagged: ${segs.length} sequences but ${kCaches.length} key and ${vCaches?.length ?? 0} value caches`);
+  }
+  const G = Hq / Hkv;
+  let N = 0;
+  segs.forEach((g, s) => {
+    if (g.past + g.n > g.cap) throw new ShapeError(`js.attentionRagged: sequence ${s}: ${g.past} cached + ${g.n} new rows exceed the cache capacity ${g.cap}`);
+    if (g.kOffset + Hkv * g.cap * Dk > kCaches[s]!.length) throw new ShapeError(`js.attentionRagged: kCaches[${s}] is too short`);
+    if (!valuesInKeys && g.vOffset + Hkv * g.cap * Dv > vCaches![s]!.length) throw new ShapeError(`js.attentionRagged: vCaches[${s}] is too short`);
+    N += g.n;
+  });
+  if (q.length < N * Hq * Dk || kNew.length < N * Hkv * Dk || (!valuesInKeys && vNew!.length < N * Hkv * Dv) || out.length < N * Hq * Dv) {
+    throw new ShapeError(`js.attentionRagged: q, kNew, vNew or out is shorter than ${N} tokens`);
+  }
+  let t0 = 0;
+  const sc = new Float64Array(segs.reduce((m, g) => Math.max(m, g.past + g.n), 0));
+  segs.forEach((g, s) => {
+    const kc = kCaches[s]!, vc = valuesInKeys ? kc : vCaches![s]!;
+    const vRow = valuesInKeys ? Dk : Dv;
+    const vBase = valuesInKeys ? g.kOffset : g.vOffset;
+    for (let h = 0; h < Hkv; h++) {
+      for (let i = 0; i < g.n; i++) {
+        const dst = g.kOffset + (h * g.cap + g.past + i) * Dk, src = ((t0 + i) * Hkv + h) * Dk;
+        for (let d = 0; d < Dk; d++) kc[dst + d] = kNew[src + d]!;
+        if (!valuesInKeys) {
+          const vd = g.vOffset + (h * g.cap + g.past + i) * Dv, vs = ((t0 + i) * Hkv + h) * Dv;
+          for (let d = 0; d < Dv; d++) vc[vd + d] = vNew![vs + d]!;
+        }
+      }
+    }
+    for (let i = 0; i < g.n; i++) {
+      const visible = g.past + i + 1;
+      for (let h = 0; h < Hq; h++) {
+        const kvh = Math.floor(h / G), qb = ((t0 + i) * Hq + h) * Dk;
+        let mx = -Infinity;
+        for (let j = 0; j < visible; j++) {
+          const kb = g.kOffset + (kvh * g.cap + j) * Dk;
+          let dot = 0;
+          for (let d = 0; d < Dk; d++) dot += q[qb + d]! * kc[kb + d]!;
+          sc[j] = scale * dot;
+          if (sc[j]! > mx) mx = sc[j]!;
+        }
+        let sum = 0;
+        for (let j = 0; j < visible; j++) { sc[j] = Math.exp(sc[j]! - mx); sum += sc[j]!; }
+        const ob = ((t0 + i) * Hq + h) * Dv;
+        for (let d = 0; d < Dv; d++) {
+          let a = 0;
+          for (let j = 0; j < visible; j++) a += sc[j]! * vc[vBase + (kvh * g.cap + j) * vRow + d]!;
+          out[ob + d] = a / sum;
+        }
+      }
+    }
+    t0 += g.n;
+  });
+}
+
 function attention(out: FArray, lse: FArray, q: FArray, k: FArray, v: FArray, mask: Strided<FArray> | null,
   B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
   kvStrides: KVStrides | null = null): void {
@@ -1329,6 +1390,7 @@ export const jsBackend: Backend = {
   crossEntropy,
   crossEntropyGrad,
   attention,
+  attentionRagged,
   attentionGrad,
   siluMul,
   siluMulGrad,

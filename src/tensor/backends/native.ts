@@ -59,6 +59,9 @@ interface Addon {
     mask: Float32Array | null, maskGeom: Float64Array | null,
     B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
     kvStrides: Float64Array | null): void;
+  attentionRagged(out: Float32Array, q: Float32Array, kNew: Float32Array, vNew: Float32Array | null,
+    kCaches: Float32Array[], vCaches: Float32Array[] | null, geom: Float64Array, Hq: number, Hkv: number, Dk: number,
+    Dv: number, scale: number, valuesInKeys: boolean): void;
   attentionGrad(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
     v: Float32Array, out: Float32Array, lse: Float32Array, mask: Float32Array | null, maskGeom: Float64Array | null,
     B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean): void;
@@ -297,6 +300,16 @@ function wrap(A: Addon): NativeBackend {
       A.attention(out, lse, q, k, v, mask ? (mask.data as Float32Array) : null, mask ? maskGeom : null,
         B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal,
         kvStrides ? Float64Array.of(kvStrides.kRow, kvStrides.kHead, kvStrides.vRow, kvStrides.vHead) : null);
+    },
+
+    attentionRagged(out, q, kNew, vNew, kCaches, vCaches, segs, Hq, Hkv, Dk, Dv, scale, valuesInKeys) {
+      if (!f32(out) || !f32(q) || !f32(kNew) || (!valuesInKeys && (!vNew || !f32(vNew) || !vCaches || !vCaches.every(f32))) || !kCaches.every(f32)) {
+        return jsBackend.attentionRagged(out, q, kNew, vNew, kCaches, vCaches, segs, Hq, Hkv, Dk, Dv, scale, valuesInKeys);
+      }
+      const geom = new Float64Array(5 * segs.length);
+      segs.forEach((g, s) => geom.set([g.n, g.past, g.cap, g.kOffset, g.vOffset], 5 * s));
+      A.attentionRagged(out, q, kNew, valuesInKeys ? null : vNew as Float32Array, kCaches as Float32Array[],
+        valuesInKeys ? null : vCaches as Float32Array[], geom, Hq, Hkv, Dk, Dv, scale, valuesInKeys);
     },
 
     attentionGrad(dq, dk, dv, dout, q, k, v, out, lse, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal) {

@@ -221,6 +221,77 @@ function stridedKV(k: Tensor, v: Tensor, B: number, Hkv: number): { k: FArray; v
   };
 }
 
+/** One sequence of raggedAttention: `length` new tokens after `past` cached rows; k, v: its cache buffers. */
+export interface RaggedSequence {
+  length: number;
+  past: number;
+  /** Key cache buffer, contiguous [..., cap, Dk] with Hkv rows of `cap` (e.g. [1, Hkv, cap, Dk]). */
+  k: Tensor;
+  /** Value cache buffer [..., cap, Dv] like k; null when the values are the first columns of the key rows. */
+  v: Tensor | null;
+}
+
+/**
+ * Attention for a ragged inference batch in one call (forward only): q [N, Hq, Dk], kNew [N, Hkv, Dk] and
+ * vNew [N, Hkv, Dv] hold the new tokens of several sequences back to back (token-major, as the projections produce
+ * them). For each sequence the new keys/values are written into its cache buffers at rows [past, past + length) —
+ * the buffers are modified in place — and its query i attends causally to cache rows [0, past + i]. Returns
+ * out [N, Hq, Dv] (token-major). vNew null: the values are the first `valueDim` columns of the key rows (MLA's
+ * latent cache; opts.valueDim required). A decode step of a batch is one call instead of one attention call, two
+ * cache appends and a concatenation per sequence.
+ */
+export function raggedAttention(q: Tensor, kNew: Tensor, vNew: Tensor | null, seqs: readonly RaggedSequence[],
+  opts: { scale?: number; valueDim?: number } = {}): Tensor {
+  const caches = seqs.flatMap((s) => (s.v ? [s.k, s.v] : [s.k]));
+  const dt = floatArgs('raggedAttention', q, kNew, ...(vNew ? [vNew] : []), ...caches);
+  if (isGradEnabled() && [q, kNew, vNew, ...caches].some((t) => t?.requiresGrad)) {
+    throw new ShapeError('raggedAttention: inference only (it writes the caches in place); run it under noGrad');
+  }
+  if (q.ndim !== 3 || kNew.ndim !== 3 || (vNew && vNew.ndim !== 3)) {
+    throw new ShapeError(`raggedAttention: q, kNew, vNew must be [N, heads, D], got ${q.describe()}, ${kNew.describe()}${vNew ? ', ' + vNew.describe() : ''}`);
+  }
+  const [N, Hq, Dk] = q.shape as [number, number, number];
+  const Hkv = kNew.shape[1]!;
+  if (kNew.shape[0] !== N || kNew.shape[2] !== Dk || Hkv === 0 || Hq % Hkv !== 0) {
+    throw new ShapeError(`raggedAttention: kNew ${kNew.describe()} does not fit q ${q.describe()} (need [${N}, Hkv, ${Dk}] with Hkv dividing ${Hq})`);
+  }
+  const valuesInKeys = vNew === null;
+  const Dv = valuesInKeys ? opts.valueDim ?? -1 : vNew.shape[2]!;
+  if (valuesInKeys && !(Number.isInteger(Dv) && Dv >= 1 && Dv <= Dk)) {
+    throw new ShapeError(`raggedAttention: without vNew, opts.valueDim must be an integer in [1, ${Dk}], got ${opts.valueDim}`);
+  }
+  if (vNew && (vNew.shape[0] !== N || vNew.shape[1] !== Hkv)) throw new ShapeError(`raggedAttention: vNew ${vNew.describe()} does not fit kNew ${kNew.describe()}`);
+  let total = 0;
+  const segs = seqs.map((s, i) => {
+    const where = `raggedAttention: sequence ${i}`;
+    if (!Number.isInteger(s.length) || s.length < 1 || !Number.isInteger(s.past) || s.past < 0) {
+      throw new ShapeError(`${where}: length ${s.length} and past ${s.past} must be integers >= 1 and >= 0`);
+    }
+    const buf = (t: Tensor, D: number, name: string) => {
+      const cap = t.ndim >= 2 ? t.shape[t.ndim - 2]! : 0;
+      if (!t.isContiguous() || t.ndim < 2 || t.shape[t.ndim - 1] !== D || t.size !== Hkv * cap * D) {
+        throw new ShapeError(`${where}: ${name} cache ${t.describe()} must be a contiguous [${Hkv}, cap, ${D}] buffer`);
+      }
+      if (s.past + s.length > cap) throw new ShapeError(`${where}: ${s.past} cached + ${s.length} new rows exceed the ${name} cache capacity ${cap}`);
+      return cap;
+    };
+    const cap = buf(s.k, Dk, 'key');
+    if (!valuesInKeys) {
+      if (!s.v) throw new ShapeError(`${where}: no value cache (vNew was given)`);
+      if (buf(s.v, Dv, 'value') !== cap) throw new ShapeError(`${where}: key and value caches differ in capacity`);
+    }
+    total += s.length;
+    return { n: s.length, past: s.past, cap, kOffset: s.k.offset, vOffset: s.v && !valuesInKeys ? s.v.offset : 0 };
+  });
+  if (total !== N) throw new ShapeError(`raggedAttention: the sequences hold ${total} tokens but q has ${N}`);
+  const out = empty([N, Hq, Dv], dt);
+  const scale = opts.scale ?? 1 / Math.sqrt(Dk);
+  backendFor(dt).attentionRagged(farr(out), farr(contiguous(q)), farr(contiguous(kNew)), vNew ? farr(contiguous(vNew)) : null,
+    seqs.map((s) => s.k.raw as FArray), valuesInKeys ? null : seqs.map((s) => s.v!.raw as FArray), segs, Hq, Hkv, Dk, Dv,
+    scale, valuesInKeys);
+  return out;
+}
+
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal?: boolean; mask?: Tensor | null; scale?: number } = {}): Tensor {
   const dt = floatArgs('attention', q, k, v);
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) throw new ShapeError(`attention: q, k, v must be 4-d [B, H, S, D], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
