@@ -863,7 +863,20 @@ static void argreduce_range(void *vc, long b, long e, int tid) {
   (void)tid;
   red_ctx *c = vc;
   int is_min = c->op;
+  const vops_t *V = vops();
   for (long t = b; t < e; t++) {
+    if (!is_min && c->inner == 1 && c->n > 0) {
+      /* A contiguous row (a vocabulary of logits in greedy decoding): the vectorised max, then the first element equal
+       * to it; a NaN max (some element is NaN) goes to the loop below, which returns the first NaN. */
+      const float *x = c->s + t * c->n;
+      const float m = V->max(x, c->n);
+      if (m == m) {
+        long j = 0;
+        while (x[j] != m) j++;
+        c->di[t] = (int32_t)j;
+        continue;
+      }
+    }
     long o = t / c->inner, i = t % c->inner;
     const float *x = c->s + o * c->n * c->inner + i;
     long best = 0;

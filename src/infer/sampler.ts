@@ -211,9 +211,9 @@ export class Sampler {
   }
 
   /**
-   * Greedy without penalties on a large vocabulary (the common decode case): one pass over the logits (check +
-   * argmax) and the native cross-entropy kernel for the logprob (log-sum-exp, no V-sized output), instead of
-   * copying the row three times. Same token and logprob as the general path; null when it does not apply.
+   * Greedy without penalties on a large vocabulary (the common decode case): the native argmax and cross-entropy
+   * kernels (log-sum-exp for the logprob, no V-sized output) instead of copying the row three times; a JS pass over
+   * the row only to name a bad logit. Same token and logprob as the general path; null when it does not apply.
    */
   private greedyPlain(logits: Float32Array, history: ArrayLike<number>, promptLength: number): { token: number; logprob: number } | null {
     const V = logits.length;
@@ -221,16 +221,21 @@ export class Sampler {
     const native = loadNative();
     if (!native) return null;
     if (!Number.isInteger(promptLength) || promptLength < 0 || promptLength > history.length) return null; // the general path reports it
-    let best = 0;
-    let bv = -Infinity;
-    for (let i = 0; i < V; i++) {
-      const v = logits[i]!;
-      if (v > bv) { bv = v; best = i; } else if (Number.isNaN(v)) throw new R1Error(`Sampler.sample: logit ${i} is ${v} (expected finite or -Infinity)`);
-    }
-    if (bv === Infinity) throw new R1Error(`Sampler.sample: logit ${best} is Infinity (expected finite or -Infinity)`);
-    if (bv === -Infinity) throw new R1Error('Sampler.sample: every logit is -Infinity');
-    ceTarget[0] = best;
+    // Native argmax (vectorised max, then its first occurrence: ties -> lowest id) and log-sum-exp. A finite lse means
+    // no NaN, no +Infinity and not all -Infinity; otherwise the scan below names the offending logit.
+    native.argReduce('argmax', ceTarget, logits, 1, V, 1);
     native.crossEntropy(ceLoss, ceLse, logits, ceTarget, 1, V, -1);
+    const best = ceTarget[0]!;
+    if (!Number.isFinite(ceLse[0]!)) {
+      let bv = -Infinity;
+      for (let i = 0; i < V; i++) {
+        const v = logits[i]!;
+        if (Number.isNaN(v)) throw new R1Error(`Sampler.sample: logit ${i} is ${v} (expected finite or -Infinity)`);
+        if (v > bv) bv = v;
+        if (v === Infinity) throw new R1Error(`Sampler.sample: logit ${i} is Infinity (expected finite or -Infinity)`);
+      }
+      if (bv === -Infinity) throw new R1Error('Sampler.sample: every logit is -Infinity');
+    }
     return { token: best, logprob: -ceLoss[0]! };
   }
 

@@ -308,6 +308,22 @@ test('native: reduce and argReduce over [outer, n, inner]', { skip: SKIP }, () =
   }
 });
 
+test('native: argmax of long contiguous rows (the vectorised path): ties, NaN, infinities, all -Infinity', { skip: SKIP }, () => {
+  const V = 1000, rows: number[][] = [];
+  const base = () => Array.from({ length: V }, (_, i) => Math.sin(i) * 3);
+  let r = base(); r[300] = 9; r[700] = 9; rows.push(r); // tie: the first
+  r = base(); r[999] = 50; rows.push(r); // last element
+  rows.push(Array.from({ length: V }, () => -Infinity)); // nothing above -Infinity: 0
+  r = base(); r[100] = 20; r[900] = NaN; rows.push(r); // NaN counts as the maximum
+  r = base(); r[5] = Infinity; r[8] = Infinity; rows.push(r);
+  const src = Float32Array.from(rows.flat());
+  const a = new Int32Array(rows.length), b = new Int32Array(rows.length);
+  N.argReduce('argmax', a, src, rows.length, V, 1);
+  J.argReduce('argmax', b, src, rows.length, V, 1);
+  assert.deepEqual(Array.from(a), [300, 999, 0, 900, 5]);
+  assert.deepEqual(Array.from(b), Array.from(a));
+});
+
 test('native: matmul (transposes, batch broadcast, offsets, leading dims, accumulate)', { skip: SKIP }, () => {
   reseed(7);
   const cases: [number, number, number, number][] = [[1, 1, 1, 1], [1, 3, 7, 5], [2, 17, 31, 33], [3, 1, 63, 129],
