@@ -89,8 +89,9 @@ for (const be of BACKENDS) {
           { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: [[1, 150], [9, 0], [5, 20], [1, 63], [1, 64]], vInK: false },
           // head dims that are not multiples of 16, multi-query (G = Hq), MLA-like values inside the key rows
           { Hq: 6, Hkv: 1, Dk: 20, Dv: 12, seqs: [[3, 70], [1, 1], [40, 0]], vInK: true },
+          // below the kernel's one-thread threshold (2e5 multiply-adds); the others share their items among threads
           { Hq: 4, Hkv: 4, Dk: 24, Dv: 8, seqs: [[2, 5], [1, 129]], vInK: false },
-          // above the one-thread threshold (4e6 multiply-adds): the work items are shared by the thread team
+          // a batch's decode step (S1 heads, 16 sequences)
           { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: Array.from({ length: 16 }, (_, i) => [1, 280 + i]), vInK: false },
         ]) {
           const N = seqs.reduce((a, [n]) => a + n!, 0);
