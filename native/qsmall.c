@@ -71,14 +71,13 @@ int r1_qsmall_ok(int fmt) {
          a02 = a00, a12 = a00, a22 = a00, a32 = a00, a03 = a00, a13 = a00, a23 = a00, a33 = a00, a04 = a00,        \
          a14 = a00, a24 = a00, a34 = a00, a05 = a00, a15 = a00, a25 = a00, a35 = a00;
 #define FOR_X(M) M(0) M(1) M(2) M(3) M(4) M(5)
-/* tot[r * 6 + i] += a<r><i> * vs */
+/* fold 0: tot[r * 6 + i] = a<r><i> (the only K chunk, unit scale: no zeroing of tot, no multiply); 1: = a * vs (the
+ * first chunk); 2: += a * vs. */
+#define FOLD_ONE(r, i)                                                                                             \
+  tot[r * MRX + i] = fold == 0 ? a##r##i                                                                           \
+                     : fold == 1 ? _mm512_mul_ps(a##r##i, vs) : _mm512_fmadd_ps(a##r##i, vs, tot[r * MRX + i]);
 #define FOLD1(i)                                                                                                   \
-  if (MR > i) {                                                                                                    \
-    tot[0 * MRX + i] = _mm512_fmadd_ps(a0##i, vs, tot[0 * MRX + i]);                                               \
-    tot[1 * MRX + i] = _mm512_fmadd_ps(a1##i, vs, tot[1 * MRX + i]);                                               \
-    tot[2 * MRX + i] = _mm512_fmadd_ps(a2##i, vs, tot[2 * MRX + i]);                                               \
-    tot[3 * MRX + i] = _mm512_fmadd_ps(a3##i, vs, tot[3 * MRX + i]);                                               \
-  }
+  if (MR > i) { FOLD_ONE(0, i) FOLD_ONE(1, i) FOLD_ONE(2, i) FOLD_ONE(3, i) }
 #define XPTRS(T, xr)                                                                                               \
   const T *x0 = xr[0], *x1 = xr[MR > 1 ? 1 : 0], *x2 = xr[MR > 2 ? 2 : 0], *x3 = xr[MR > 3 ? 3 : 0],            \
           *x4 = xr[MR > 4 ? 4 : 0], *x5 = xr[MR > 5 ? 5 : 0];                                                      \
@@ -102,7 +101,7 @@ int r1_qsmall_ok(int fmt) {
     a2##i = _mm512_fmadd_ps(xv, w2, a2##i); a3##i = _mm512_fmadd_ps(xv, w3, a3##i);                                \
   }
 T5 AI void mk_f32(const int MR, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
-                  const float *const *pf, int pfdiv) {
+                  int fold, const float *const *pf, int pfdiv) {
   XPTRS(float, xr)
   const float *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
   ACC_DECL
@@ -133,7 +132,7 @@ T5 AI void mk_f32(const int MR, const float *const *xr, const float *const *wr, 
     a2##i = _mm512_dpbf16_ps(a2##i, xv, w2); a3##i = _mm512_dpbf16_ps(a3##i, xv, w3);                              \
   }
 T5 AI void mk_bf16(const int MR, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
-                   __m512 vs, const uint16_t *const *pf, int pfdiv) {
+                   __m512 vs, int fold, const uint16_t *const *pf, int pfdiv) {
   XPTRS(uint16_t, xr)
   const uint16_t *r0 = wr[0], *r1 = wr[1], *r2 = wr[2], *r3 = wr[3];
   ACC_DECL
@@ -167,12 +166,12 @@ T5 AI void mk_bf16(const int MR, const uint16_t *const *xr, const uint16_t *cons
     default: FN(6, __VA_ARGS__); break;                                                                            \
   }
 T5 static void mk_f32_any(int mr, const float *const *xr, const float *const *wr, long kc, __m512 *tot, __m512 vs,
-                          const float *const *pf, int pfdiv) {
-  MK_SWITCH(mk_f32, mr, xr, wr, kc, tot, vs, pf, pfdiv)
+                          int fold, const float *const *pf, int pfdiv) {
+  MK_SWITCH(mk_f32, mr, xr, wr, kc, tot, vs, fold, pf, pfdiv)
 }
 T5 static void mk_bf16_any(int mr, const uint16_t *const *xr, const uint16_t *const *wr, long kc, __m512 *tot,
-                           __m512 vs, const uint16_t *const *pf, int pfdiv) {
-  MK_SWITCH(mk_bf16, mr, xr, wr, kc, tot, vs, pf, pfdiv)
+                           __m512 vs, int fold, const uint16_t *const *pf, int pfdiv) {
+  MK_SWITCH(mk_bf16, mr, xr, wr, kc, tot, vs, fold, pf, pfdiv)
 }
 
 /* 16 E4M3 codes (masked to n <= 16) -> f32 equal to value * 2^-8 (the fp16 route of qgemm.c's header). */
@@ -280,7 +279,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
         bs[b] = s;
         s += bm[b];
       }
-      memset(tot, 0, sizeof(__m512) * (size_t)nb * QR * MRX);
+      /* tot: written by each block's kernel (fold 0 / 1), so it needs no zeroing */
       if (a->fmt == R1_QW_F32) {
         const float *W = (const float *)a->W;
         const float *wr[QR], *pf[QR];
@@ -295,7 +294,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           const float *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
           const float *xr[MRX];
           for (int i = 0; i < MRX; i++) xr[i] = a->X + (c0 + bs[b] + (i < bm[b] ? i : 0)) * ldx;
-          mk_f32_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
+          mk_f32_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, 0, c0 == 0 ? pk : NULL, nb);
         }
       } else if (a->fmt == R1_QW_BF16) {
         const uint16_t *W = (const uint16_t *)a->W;
@@ -309,7 +308,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           const uint16_t *pk[QR] = {pf[0] + o, pf[1] + o, pf[2] + o, pf[3] + o};
           const uint16_t *xr[MRX];
           for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K;
-          mk_bf16_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, c0 == 0 ? pk : NULL, nb);
+          mk_bf16_any(bm[b], xr, wr, K, tot + b * QR * MRX, one, 0, c0 == 0 ? pk : NULL, nb);
         }
       } else {
         const uint8_t *W = (const uint8_t *)a->W;
@@ -324,7 +323,7 @@ T5 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
           for (int b = 0; b < nb; b++) {
             const uint16_t *xr[MRX];
             for (int i = 0; i < MRX; i++) xr[i] = a->Xb + (c0 + bs[b] + (i < bm[b] ? i : 0)) * K + kb;
-            mk_bf16_any(bm[b], xr, wr, kc, tot + b * QR * MRX, vs, NULL, 1);
+            mk_bf16_any(bm[b], xr, wr, kc, tot + b * QR * MRX, vs, kb == 0 ? 1 : 2, NULL, 1);
           }
         }
       }
