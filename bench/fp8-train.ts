@@ -38,8 +38,9 @@
  * the fp8 run quantizes (ablation; the others run on f32 operands).
  * Defaults: both models, 100 steps, seed 0, batch 4 x seq 128 (512 tokens/step), lr 1e-3, warmup 10, plots in bench/out/.
  * Time on this 2-core machine (shared, so approximate): T1 ~0.4-0.6 s/step f32 + ~1.0 s/step fp8, ~2.5 min per seed at
- * the defaults; M1 ~1.05 + ~1.95 s/step, ~5 min per seed. The FP8 emulation's overhead is the quantize/dequantize
- * passes in TypeScript (5 activation-sized operands per Linear per step), largest for M1's many small expert GEMMs.
+ * the defaults; M1 ~1.05 + ~1.95 s/step, ~5 min per seed (before the native per-tile quantizer: T1 at batch 8 now
+ * takes ~1.35x the f32 step in fp8, was ~2x). The FP8 emulation's overhead is quantizing and dequantizing 5
+ * activation-sized operands per Linear per step (native/fp8.c r1_fp8_quantize_tiles) and their transposes.
  * --json prints one JSON object per model (and per-step losses); plots: <plot-dir>/fp8-train-<model>.png and .svg.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -169,6 +169,60 @@ void r1_fp8_decode(float *dst, const uint8_t *src, long n, int fmt) {
   r1_parallel_for(n, CODEC_GRAIN, dec_range, &c);
 }
 
+/* Fine-grained quantization (DeepSeek-V3 section 3.3.1; the semantics of quantizeTiles in src/nn/fp8-linear.ts, the
+ * TypeScript oracle): per [br, bc] tile of x [rows, cols], scaleInv = amax / maxFinite rounded to f32 (1 when the tile
+ * is all zeros, NaN when it holds a NaN or an infinity), codes = encode(x / scaleInv) with saturation, and (deq not
+ * NULL) deq = decode(code) * scaleInv. f32 arithmetic throughout (contraction is off in this file). Threads take
+ * whole rows of tiles. */
+typedef struct { const float *x; long rows, cols, br, bc, sc; int fmt; float *si; uint8_t *codes; float *deq; } qt_ctx;
+static void qt_range(void *vc, long b, long e, int tid) {
+  (void)tid;
+  const qt_ctx *c = vc;
+  const fmt_t *f = &FMTS[c->fmt];
+  const int m = f->m;
+  const uint32_t rebias = (uint32_t)(127 - f->bias) << 23, cap = f->max_code;
+  const float sub_scale = (float)(1u << (f->bias - 1 + m)), maxf = c->fmt == R1_FP8_E4M3 ? 448.0f : 57344.0f;
+  const uint32_t min_normal = (uint32_t)(127 + 1 - f->bias) << 23;
+  const float *tab = table_for(c->fmt);
+  for (long tr = b; tr < e; tr++) {
+    const long r0 = tr * c->br, r1 = r0 + c->br < c->rows ? r0 + c->br : c->rows;
+    for (long tj = 0; tj < c->sc; tj++) {
+      const long c0 = tj * c->bc, c1 = c0 + c->bc < c->cols ? c0 + c->bc : c->cols;
+      float amax = 0.0f;
+      int bad = 0;
+      for (long r = r0; r < r1; r++)
+        for (long j = c0; j < c1; j++) {
+          const float a = fabsf(c->x[r * c->cols + j]);
+          amax = a > amax ? a : amax;
+          bad |= a != a || a == INFINITY;
+        }
+      float s = amax / maxf;
+      s = bad ? NAN : (s > 0.0f ? s : 1.0f);
+      c->si[tr * c->sc + tj] = s;
+      for (long r = r0; r < r1; r++) {
+        const float *xr = c->x + r * c->cols;
+        uint8_t *q = c->codes + r * c->cols;
+        if (m == 3)
+          for (long j = c0; j < c1; j++) q[j] = enc32(xr[j] / s, 3, rebias, cap, sub_scale, min_normal);
+        else
+          for (long j = c0; j < c1; j++) q[j] = enc32(xr[j] / s, 2, rebias, cap, sub_scale, min_normal);
+        if (c->deq) {
+          float *d = c->deq + r * c->cols;
+          for (long j = c0; j < c1; j++) d[j] = tab[q[j]] * s;
+        }
+      }
+    }
+  }
+}
+void r1_fp8_quantize_tiles(const float *x, long rows, long cols, long br, long bc, int fmt, float *scale_inv,
+                           uint8_t *codes, float *deq) {
+  if (rows <= 0 || cols <= 0) return;
+  const long sr = (rows + br - 1) / br;
+  qt_ctx c = {x, rows, cols, br, bc, (cols + bc - 1) / bc, fmt, scale_inv, codes, deq};
+  const long per = br * cols; /* elements per row of tiles */
+  r1_parallel_for(sr, per >= CODEC_GRAIN ? 1 : CODEC_GRAIN / per, qt_range, &c);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* GEMM emulation (DeepSeek-V3 technical report, section 3.3.2, "Increasing Accumulation Precision").
  *
@@ -416,6 +470,30 @@ napi_value r1_napi_fp8_decode(napi_env env, napi_callback_info info) {
 /* fp8Gemm(c: Float32Array, aCodes: Uint8Array, aScaleInv: Float32Array, bCodes: Uint8Array,
  *         bScaleInv: Float32Array, M, N, K, aBlockRows, aBlockCols, bBlockRows, bBlockCols,
  *         accBits (1..24), promoteEvery (>= 1), roundMode (0 nearest even, 1 toward zero), format) */
+/* fp8QuantizeTiles(x: Float32Array, rows, cols, blockRows, blockCols, format, scaleInv: Float32Array,
+ *                  codes: Uint8Array, deq: Float32Array | null) */
+napi_value r1_napi_fp8_quantize_tiles(napi_env env, napi_callback_info info) {
+  FBEGIN("fp8QuantizeTiles", 9);
+  arr_t x, si, q, dq;
+  long rows = 0, cols = 0, br = 0, bc = 0, fmt = 0, n = 0;
+  if (!arg_typed(C, argv[0], &x, "x", napi_float32_array) || !arg_long(C, argv[1], &rows, "rows", 0, MAX_SIZE) ||
+      !arg_long(C, argv[2], &cols, "cols", 0, MAX_SIZE) || !arg_long(C, argv[3], &br, "blockRows", 1, MAX_SIZE) ||
+      !arg_long(C, argv[4], &bc, "blockCols", 1, MAX_SIZE) || !arg_long(C, argv[5], &fmt, "format", 0, 1) ||
+      !arg_typed(C, argv[6], &si, "scaleInv", napi_float32_array) || !arg_typed(C, argv[7], &q, "codes", napi_uint8_array) ||
+      !mul2(C, rows, cols, &n))
+    return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[8], &t);
+  const int has_deq = t != napi_null && t != napi_undefined;
+  if (has_deq && !arg_typed(C, argv[8], &dq, "deq", napi_float32_array)) return NULL;
+  const long ns = ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
+  if (!need(C, &x, 0, n, "x") || !need(C, &q, 0, n, "codes") || !need(C, &si, 0, ns, "scaleInv") ||
+      (has_deq && !need(C, &dq, 0, n, "deq")))
+    return NULL;
+  r1_fp8_quantize_tiles(x.data, rows, cols, br, bc, (int)fmt, si.data, q.data, has_deq ? dq.data : NULL);
+  return NULL;
+}
+
 napi_value r1_napi_fp8_gemm(napi_env env, napi_callback_info info) {
   FBEGIN("fp8Gemm", 16);
   arr_t cc, a, as, b, bs;

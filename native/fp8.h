@@ -22,8 +22,14 @@ void r1_fp8_gemm(float *C, const uint8_t *A, const float *As, const uint8_t *B, 
                  long M, long N, long K, long abr, long abc, long bbr, long bbc,
                  int acc_bits, long promote_every, int round_mode, int fmt);
 
+/* Per-tile quantization of x [rows, cols] in [br, bc] tiles: scale_inv (row-major tile grid), codes, and deq (may
+ * be NULL) = the dequantized values. Semantics of quantizeTiles in src/nn/fp8-linear.ts (see fp8.c). */
+void r1_fp8_quantize_tiles(const float *x, long rows, long cols, long br, long bc, int fmt, float *scale_inv,
+                           uint8_t *codes, float *deq);
+
 /* N-API entry points (registered in addon.c). */
 napi_value r1_napi_fp8_encode(napi_env env, napi_callback_info info);
 napi_value r1_napi_fp8_decode(napi_env env, napi_callback_info info);
 napi_value r1_napi_fp8_gemm(napi_env env, napi_callback_info info);
+napi_value r1_napi_fp8_quantize_tiles(napi_env env, napi_callback_info info);
 #endif

@@ -38,7 +38,7 @@ import { ConfigError, DTypeError, ShapeError } from '../errors.js';
 import type { Module } from './module.js';
 import { Linear, type LinearImpl } from './linear.js';
 import { type BlockQuantized, DEFAULT_BLOCK, scaleInvFromAmax, scaleShape } from '../quant/blockwise.js';
-import { decodeTable, encodeFp8Array, type Fp8Format } from '../quant/fp8.js';
+import { decodeTable, encodeFp8Array, fp8Native, type Fp8Format } from '../quant/fp8.js';
 import { fp8GemmQuantized, type AccRounding } from '../quant/fp8-gemm.js';
 
 export interface Fp8LinearOptions {
@@ -102,6 +102,29 @@ let scratchCodes = new Uint8Array(0);
  * `keepCodes`, else a scratch buffer valid until the next call.
  */
 export function quantizeTiles(
+  x: Float32Array, rows: number, cols: number, br: number, bc: number, format: Fp8Format,
+  opts: { deq?: Float32Array; keepCodes?: boolean } = {},
+): BlockQuantized {
+  const n = rows * cols;
+  if (x.length < n) throw new ShapeError(`quantizeTiles: ${x.length} values do not fill [${rows}, ${cols}]`);
+  const nat = fp8Native();
+  if (!nat || !nat.fp8QuantizeTiles || n < 4096) return quantizeTilesJs(x, rows, cols, br, bc, format, opts);
+  const [sr, sc] = scaleShape(rows, cols, br, bc);
+  if (opts.deq && opts.deq.length < n) throw new ShapeError(`quantizeTiles: output holds ${opts.deq.length} values, need ${n}`);
+  const scaleInv = new Float32Array(sr * sc);
+  let codes: Uint8Array;
+  if (opts.keepCodes) codes = new Uint8Array(n);
+  else {
+    if (scratchCodes.length < n) scratchCodes = new Uint8Array(n);
+    codes = scratchCodes.subarray(0, n);
+  }
+  // native/fp8.c: the same arithmetic (amax, f32 scale, f32 division, RNE saturating encode, f32 dequantization)
+  nat.fp8QuantizeTiles(x, rows, cols, br, bc, format === 'e4m3' ? 0 : 1, scaleInv, codes, opts.deq ?? null);
+  return { codes, scaleInv, rows, cols, blockRows: br, blockCols: bc, format };
+}
+
+/** quantizeTiles in TypeScript: the reference the native kernel is tested against, and its fallback. */
+export function quantizeTilesJs(
   x: Float32Array, rows: number, cols: number, br: number, bc: number, format: Fp8Format,
   opts: { deq?: Float32Array; keepCodes?: boolean } = {},
 ): BlockQuantized {

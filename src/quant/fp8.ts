@@ -223,6 +223,9 @@ export interface Fp8NativeAddon {
   fp8Gemm(c: Float32Array, aCodes: Uint8Array, aScaleInv: Float32Array, bCodes: Uint8Array, bScaleInv: Float32Array,
     M: number, N: number, K: number, aBlockRows: number, aBlockCols: number, bBlockRows: number, bBlockCols: number,
     accBits: number, promoteEvery: number, roundMode: number, format: number): void;
+  /** Per-tile quantization (native/fp8.c r1_fp8_quantize_tiles; src/nn/fp8-linear.ts quantizeTiles). */
+  fp8QuantizeTiles?(x: Float32Array, rows: number, cols: number, blockRows: number, blockCols: number, format: number,
+    scaleInv: Float32Array, codes: Uint8Array, deq: Float32Array | null): void;
 }
 
 /** Below this many values the N-API call costs more than the TS loop saves. */

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { quantizeBlockwise, dequantizeBlockwise } from '../../src/quant/blockwise.js';
-import { fp8Linear, bf16Linear, quantizeTiles, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/nn/fp8-linear.js';
+import { fp8Native } from '../../src/quant/fp8.js';
+import { fp8Linear, bf16Linear, quantizeTiles, quantizeTilesJs, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/nn/fp8-linear.js';
 import { parseConfig } from '../../src/models/config.js';
 import { buildModel } from '../../src/models/load.js';
 import { Trainer } from '../../src/train/loop.js';
@@ -127,6 +128,29 @@ test('quantizeTiles is bit-identical to blockwise.ts for 1x128, 128x1 and 128x12
     assert.deepEqual(got.scaleInv, ref.scaleInv, `${br}x${bc} scales`);
     assert.deepEqual(got.codes, ref.codes, `${br}x${bc} codes`);
     assert.deepEqual(deq, dequantizeBlockwise(ref.codes, ref.scaleInv, rows, cols, { blockRows: br, blockCols: bc }));
+  }
+});
+
+test('quantizeTiles: the native kernel equals the TypeScript reference bit for bit (NaN, inf and zero tiles, tails, E5M2)', () => {
+  assert.ok(fp8Native()?.fp8QuantizeTiles, 'the native kernel is built');
+  const rows = 131, cols = 200;
+  const x = gaussian(rows * cols, 9);
+  x[5] = NaN; // tile row 0 (1x128), block (0, 0)
+  x[3 * cols + 150] = Infinity; // row 3's second tile
+  for (let j = 0; j < cols; j++) x[7 * cols + j] = 0; // an all-zero row: scale 1
+  x[9 * cols + 20] = 1e6; x[10 * cols + 21] = -3e-41; // saturation (E4M3) and a subnormal input
+  for (const format of ['e4m3', 'e5m2'] as const) {
+    for (const [br, bc] of [[1, 128], [128, 1], [128, 128], [3, 50]] as const) {
+      const d1 = new Float32Array(rows * cols), d2 = new Float32Array(rows * cols);
+      const a = quantizeTiles(x, rows, cols, br, bc, format, { deq: d1, keepCodes: true });
+      const b = quantizeTilesJs(x, rows, cols, br, bc, format, { deq: d2, keepCodes: true });
+      const where = `${format} ${br}x${bc}`;
+      assert.deepEqual(Buffer.from(a.scaleInv.buffer), Buffer.from(b.scaleInv.buffer), `${where} scales`);
+      assert.deepEqual(a.codes, b.codes, `${where} codes`);
+      assert.deepEqual(Buffer.from(d1.buffer), Buffer.from(d2.buffer), `${where} dequantized`);
+      const c = quantizeTiles(x, rows, cols, br, bc, format); // no deq, scratch codes
+      assert.deepEqual(c.codes, b.codes, `${where} codes without deq`);
+    }
   }
 });
 
