@@ -182,9 +182,13 @@ export function quantizeTilesJs(
   return { codes, scaleInv, rows, cols, blockRows: br, blockCols: bc, format };
 }
 
-/** [rows, cols] -> [cols, rows], blocked for the cache. */
+/** [rows, cols] -> [cols, rows]: the backend's strided copy (native when loaded), else blocked for the cache. */
 export function transposeF32(src: Float32Array, rows: number, cols: number, out?: Float32Array): Float32Array {
   const dst = out ?? new Float32Array(rows * cols);
+  if (rows * cols >= 4096) {
+    backendFor('f32').copy({ data: dst, offset: 0, strides: [1, rows] }, { data: src, offset: 0, strides: [cols, 1] }, [rows, cols]);
+    return dst;
+  }
   const B = 32;
   for (let r0 = 0; r0 < rows; r0 += B) {
     const r1 = Math.min(rows, r0 + B);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { quantizeBlockwise, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { fp8Native } from '../../src/quant/fp8.js';
-import { fp8Linear, bf16Linear, quantizeTiles, quantizeTilesJs, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/nn/fp8-linear.js';
+import { fp8Linear, bf16Linear, quantizeTiles, quantizeTilesJs, transposeF32, enableFp8Training, disableFp8Training, fp8Layers } from '../../src/nn/fp8-linear.js';
 import { parseConfig } from '../../src/models/config.js';
 import { buildModel } from '../../src/models/load.js';
 import { Trainer } from '../../src/train/loop.js';
@@ -151,6 +151,14 @@ test('quantizeTiles: the native kernel equals the TypeScript reference bit for b
       const c = quantizeTiles(x, rows, cols, br, bc, format); // no deq, scratch codes
       assert.deepEqual(c.codes, b.codes, `${where} codes without deq`);
     }
+  }
+});
+
+test('transposeF32 (strided copy above 4096 values, blocked loop below) transposes', () => {
+  for (const [r, c] of [[70, 90], [5, 7], [1, 5000]] as const) {
+    const x = gaussian(r * c, 3);
+    const t = transposeF32(x, r, c);
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) assert.equal(t[j * r + i], x[i * c + j]);
   }
 });
 
