@@ -41,6 +41,12 @@ export type RopeLayout = 'half' | 'interleaved';
  * `data[offset + i0*strides[0] + i1*strides[1] + ...]`. Strides are in elements and may be 0
  * (broadcast) — but never negative.
  */
+export interface Strided<A extends AnyArray = AnyArray> {
+  data: A;
+  offset: number;
+  strides: readonly number[];
+}
+
 /**
  * Element strides of attention's k and v (forward only): key j of (batch b, kv head h) starts at
  * (b Hkv + h) kHead + j kRow (likewise v). Dense: kRow = Dk, kHead = Sk Dk. Lets an inference KV cache with spare
@@ -51,12 +57,6 @@ export interface KVStrides { kRow: number; kHead: number; vRow: number; vHead: n
 /** One sequence of a ragged attention call: n new tokens after `past` cached rows, in cache buffers of `cap` rows per
  * kv head that start at element kOffset (keys) / vOffset (values) of their arrays. */
 export interface RaggedSegment { n: number; past: number; cap: number; kOffset: number; vOffset: number }
-
-export interface Strided<A extends AnyArray = AnyArray> {
-  data: A;
-  offset: number;
-  strides: readonly number[];
-}
 
 export interface Backend {
   readonly name: 'js' | 'native';

@@ -1059,15 +1059,8 @@ function attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | nu
     for (let i = 0; i < g.n; i++) {
       const visible = g.past + i + 1;
       for (let h = 0; h < Hq; h++) {
-        const kvh = Math.floor(h / G), qb = ((t0 + i) * Hq + h) * Dk;
-        let mx = -Infinity;
-        for (let j = 0; j < visible; j++) {
-          const kb = g.kOffset + (kvh * g.cap + j) * Dk;
-          let dot = 0;
-          for (let d = 0; d < Dk; d++) dot += q[qb + d]! * kc[kb + d]!;
-          sc[j] = scale * dot;
-          if (sc[j]! > mx) mx = sc[j]!;
-        }
+        const kvh = Math.floor(h / G);
+        const mx = scoreRow(sc, q, ((t0 + i) * Hq + h) * Dk, kc, g.kOffset + kvh * g.cap * Dk, Dk, visible, null, 0, 0, scale);
         let sum = 0;
         for (let j = 0; j < visible; j++) { sc[j] = Math.exp(sc[j]! - mx); sum += sc[j]!; }
         const ob = ((t0 + i) * Hq + h) * Dv;
