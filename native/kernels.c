@@ -1651,9 +1651,9 @@ void k_attention(float *out, float *lse, const float *q, const float *k, const f
   c.nitems = B * Hq * ((Sq + QB - 1) / QB);
   atomic_init(&c.next, 0);
   if (c.nitems == 0) return;
-  /* ATTN_MT_WORK: below it one thread. A decode step (one query per head) has ~0.5 M multiply-adds per layer at a
-   * few hundred cached tokens: measured on S1 (14 heads, ~280 keys) ~100 us per call with two threads (the team
-   * wake-up dominates) against ~60 us with one. */
+  /* ATTN_MT_WORK: below it one thread (measured when decode steps came here, one sequence per call: S1, 14 heads,
+   * ~280 keys, ~0.5 M multiply-adds: ~100 us with two threads, the team wake-up dominating, against ~60 us with one).
+   * The engine's decode steps now go to k_attention_ragged, which has its own threshold. */
   double work = (double)B * Hq * Sq * Sk * (Dk + Dv);
   int nt = work < ATTN_MT_WORK ? 1 : (int)min_l(r1_num_threads(), c.nitems);
   r1_parallel_team(nt, attn_fwd_team, &c);
