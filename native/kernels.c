@@ -1715,6 +1715,40 @@ typedef struct {
   atomic_long next;
 } rattn_ctx;
 
+/* One work item's geometry: sequence s, kv head kvh, queries [i0, i0 + ni) of s (global token q0), rows = ni G, the
+ * cache's K (and V) rows of that head, kend = keys the last query sees. */
+typedef struct {
+  long s, kvh, i0, ni, rows, past, q0, kend;
+  const float *K, *V;
+} rattn_item;
+static void rattn_locate(const rattn_ctx *c, long it, rattn_item *o) {
+  long lo = 0, hi = c->nseg - 1; /* the segment s with istart[s] <= it < istart[s + 1] */
+  while (lo < hi) {
+    const long mid = (lo + hi + 1) / 2;
+    if (c->istart[mid] <= it) lo = mid; else hi = mid - 1;
+  }
+  const long s = lo, local = it - c->istart[s], nqb = (c->n[s] + c->nq - 1) / c->nq;
+  o->s = s;
+  o->kvh = local / nqb;
+  o->i0 = (local % nqb) * c->nq;
+  o->ni = min_l(c->nq, c->n[s] - o->i0);
+  o->rows = o->ni * c->G;
+  o->past = c->past[s];
+  o->q0 = c->q0[s] + o->i0;
+  o->kend = o->past + o->i0 + o->ni;
+  o->K = c->kc[s] + o->kvh * c->cap[s] * c->Dk;
+  o->V = c->vink ? o->K : c->vc[s] + o->kvh * c->cap[s] * c->Dv;
+}
+/* Request key (and value) rows [j0, j1) into L2. The caches of a batch's sequences are far larger than the CPU's
+ * caches (S1, 16 sequences: ~120 MB per step), so the next block's rows are fetched while this block computes. */
+static inline void rattn_prefetch(const rattn_ctx *c, const float *K, const float *V, long j0, long j1) {
+  for (long j = j0; j < j1; j++) {
+    for (long d = 0; d < c->Dk; d += 16) __builtin_prefetch(K + j * c->Dk + d, 0, 2);
+    if (!c->vink)
+      for (long d = 0; d < c->Dv; d += 16) __builtin_prefetch(V + j * c->Dv + d, 0, 2);
+  }
+}
+
 static void rattn_team(void *vc_, int tid, int nteam) {
   (void)tid; (void)nteam;
   rattn_ctx *c = vc_;
@@ -1731,34 +1765,29 @@ static void rattn_team(void *vc_, int tid, int nteam) {
   float *S = malloc(sizeof(float) * (size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0)));
   if (!S) abort();
   float *acc = S + R * KB, *Qb = acc + R * Dv, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
-  for (;;) {
-    const long it = atomic_fetch_add(&c->next, 1);
-    if (it >= c->nitems) break;
-    long lo = 0, hi = c->nseg - 1; /* the segment s with istart[s] <= it < istart[s + 1] */
-    while (lo < hi) {
-      const long mid = (lo + hi + 1) / 2;
-      if (c->istart[mid] <= it) lo = mid; else hi = mid - 1;
-    }
-    const long s = lo, local = it - c->istart[s], nqb = (c->n[s] + c->nq - 1) / c->nq;
-    const long kvh = local / nqb, i0 = (local % nqb) * c->nq, ni = min_l(c->nq, c->n[s] - i0), rows = ni * G;
-    const long past = c->past[s], q0 = c->q0[s] + i0;
+  rattn_item cur, nxt;
+  long it = atomic_fetch_add(&c->next, 1);
+  if (it < c->nitems) rattn_locate(c, it, &cur);
+  while (it < c->nitems) {
+    long nit = c->nitems; /* claimed at this item's last block, so its first block can be fetched meanwhile */
+    const long ni = cur.ni, rows = cur.rows, past = cur.past, q0 = cur.q0, i0 = cur.i0, kvh = cur.kvh;
     /* The scale goes into the gathered queries: the small-product kernels take alpha = 1 only. */
     for (long i = 0; i < ni; i++)
       L->scale(Qb + i * G * Dk, c->q + ((q0 + i) * c->Hq + kvh * G) * Dk, c->scale, G * Dk);
-    const float *K = c->kc[s] + kvh * c->cap[s] * Dk;
+    const float *K = cur.K, *Vv = cur.V;
     const long vRow = c->vink ? Dk : Dv;
-    const float *Vv = c->vink ? K : c->vc[s] + kvh * c->cap[s] * Dv;
     for (long r = 0; r < rows; r++) { m[r] = -INFINITY; l[r] = 0; }
     memset(acc, 0, sizeof(float) * (size_t)(rows * Dv));
     const long kend = past + i0 + ni;
     for (long j0 = 0; j0 < kend; j0 += KB) {
       const long nj = min_l(KB, kend - j0);
-      /* The caches of a batch's sequences are far larger than the caches of the CPU (S1, 16 sequences: ~120 MB per
-       * step): the next block's key and value rows are requested into L2 while this block computes. */
-      for (long j = j0 + KB, je = min_l(j0 + 2 * KB, kend); j < je; j++) {
-        for (long d = 0; d < Dk; d += 16) __builtin_prefetch(K + j * Dk + d, 0, 2);
-        if (!c->vink)
-          for (long d = 0; d < Dv; d += 16) __builtin_prefetch(Vv + j * vRow + d, 0, 2);
+      if (j0 + KB < kend) rattn_prefetch(c, K, Vv, j0 + KB, min_l(j0 + 2 * KB, kend));
+      else { /* the last block: claim the next item and start its first block on its way */
+        nit = atomic_fetch_add(&c->next, 1);
+        if (nit < c->nitems) {
+          rattn_locate(c, nit, &nxt);
+          rattn_prefetch(c, nxt.K, nxt.V, 0, min_l(KB, nxt.kend));
+        }
       }
       if (tr) {
 #ifdef R1_X86
@@ -1789,6 +1818,8 @@ static void rattn_team(void *vc_, int tid, int nteam) {
       if (l[r] > 0) L->scale(O, acc + r * Dv, 1.0f / l[r], Dv);
       else memset(O, 0, sizeof(float) * (size_t)Dv); /* unreachable: a query always sees its own key */
     }
+    it = nit;
+    cur = nxt;
   }
   free(S);
 }
