@@ -11,7 +11,8 @@
         "native/fp8.c",
         "native/grouped.c",
         "native/qgemm.c",
-        "native/qsmall.c"
+        "native/qsmall.c",
+        "native/qpanel.c"
       ],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wno-unused-function"],
       "cflags!": ["-O2"],

@@ -43,6 +43,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "glue.h"
+#include "qpanel.h"
 #include "qsmall.h"
 #include "threads.h"
 
@@ -625,6 +626,7 @@ static int env_no_qsmall(void) {
 int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
              const float *bias, float *Y) {
   if (M <= 0 || N <= 0) return 1;
+  if (fmt == R1_QW_BF16P) return r1_qpanel_gemm(M, N, K, X, (const uint16_t *)W, bias, Y);
   if (fmt == R1_QW_F32 && (M < 2 || M > QG_SMALL_M)) {
     /* f32 outside the small-M tile path: the GEMV and the packed GEMM of gemm.c serve it directly. */
     r1_sgemm_big(M, N, K, X, (const float *)W, Y);
@@ -732,6 +734,10 @@ int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, con
 
 void r1_qdequant(int fmt, long N, long K, const void *W, const float *S, long r0, long r1, float *dst) {
   if (r1 <= r0 || K <= 0) return;
+  if (fmt == R1_QW_BF16P) {
+    r1_qpanel_dequant(N, K, (const uint16_t *)W, r0, r1, dst);
+    return;
+  }
   qctx g;
   qctx_init(&g, fmt, 0, N, K, NULL, W, S, NULL, NULL);
   dequant_rows(&g, r0, r1, dst);
@@ -749,15 +755,21 @@ static int is_nullish(napi_env env, napi_value v) {
 }
 
 /* Weights and scales: a Uint16Array means bf16, a Uint8Array E4M3 codes (scaleInv then required, with
- * ceil(N/128) * ceil(K/128) entries). Returns the format, or -1 after throwing. */
-static int arg_weights(call_t *C, napi_value wv, napi_value sv, long N, long K, arr_t *w, arr_t *s) {
+ * ceil(N/128) * ceil(K/128) entries); layout 1 = bf16 in 16-row panels (qpanel.h), 0 = row-major [N, K].
+ * Returns the format, or -1 after throwing. */
+static int arg_weights(call_t *C, napi_value wv, napi_value sv, napi_value lv, long N, long K, arr_t *w, arr_t *s) {
   if (!arg_arr(C, wv, w, "w")) return -1;
-  long nk;
-  if (!mul2(C, N, K, &nk)) return -1;
+  long nk, layout = 0;
+  if (!mul2(C, N, K, &nk) || !arg_long(C, lv, &layout, "layout", 0, 1)) return -1;
   int fmt;
-  if (w->type == napi_uint16_array) fmt = R1_QW_BF16;
-  else if (w->type == napi_uint8_array) fmt = R1_QW_E4M3;
-  else return fail(C, 0, "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes)"), -1;
+  if (w->type == napi_uint16_array) fmt = layout ? R1_QW_BF16P : R1_QW_BF16;
+  else if (w->type == napi_uint8_array && !layout) fmt = R1_QW_E4M3;
+  else return fail(C, 0, layout ? "panel layout (1) needs bf16 weights in a Uint16Array" : "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes)"), -1;
+  if (fmt == R1_QW_BF16P) {
+    if (!mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, K + (K & 1), &nk)) return -1;
+    if (w->len != nk)
+      return fail(C, 2, "w has %ld values; [%ld, %ld] in 16-row panels needs %ld", w->len, N, K, nk), -1;
+  }
   if (!need(C, w, 0, nk, "w")) return -1;
   s->data = NULL;
   s->len = 0;
@@ -774,16 +786,16 @@ static int arg_weights(call_t *C, napi_value wv, napi_value sv, long N, long K, 
 }
 
 /* qgemm(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null,
- *       bias: Float32Array | null, M, N, K): y[M,N] = x[M,K] . W[N,K]^T (+ bias[N]) */
+ *       bias: Float32Array | null, M, N, K, layout): y[M,N] = x[M,K] . W[N,K]^T (+ bias[N]) */
 napi_value r1_napi_qgemm(napi_env env, napi_callback_info info) {
-  QBEGIN("qgemm", 8);
+  QBEGIN("qgemm", 9);
   arr_t y, x, w, s, b = {0};
   long M = 0, N = 0, K = 0;
   if (!arg_typed(C, argv[0], &y, "y", napi_float32_array) || !arg_typed(C, argv[1], &x, "x", napi_float32_array) ||
       !arg_long(C, argv[5], &M, "M", 0, MAX_SIZE) || !arg_long(C, argv[6], &N, "N", 0, MAX_SIZE) ||
       !arg_long(C, argv[7], &K, "K", 0, MAX_SIZE))
     return NULL;
-  const int fmt = arg_weights(C, argv[2], argv[3], N, K, &w, &s);
+  const int fmt = arg_weights(C, argv[2], argv[3], argv[8], N, K, &w, &s);
   if (fmt < 0) return NULL;
   const int has_bias = !is_nullish(env, argv[4]);
   if (has_bias && !arg_typed(C, argv[4], &b, "bias", napi_float32_array)) return NULL;
@@ -795,19 +807,45 @@ napi_value r1_napi_qgemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* qdequant(dst: Float32Array, w, scaleInv | null, N, K, r0, r1): dst[(r1 - r0) x K] = rows [r0, r1) of W in f32 */
+/* qdequant(dst: Float32Array, w, scaleInv | null, N, K, r0, r1, layout): dst[(r1 - r0) x K] = rows [r0, r1) of W in f32 */
 napi_value r1_napi_qdequant(napi_env env, napi_callback_info info) {
-  QBEGIN("qdequant", 7);
+  QBEGIN("qdequant", 8);
   arr_t d, w, s;
   long N = 0, K = 0, r0 = 0, r1 = 0;
   if (!arg_typed(C, argv[0], &d, "dst", napi_float32_array) || !arg_long(C, argv[3], &N, "N", 0, MAX_SIZE) ||
       !arg_long(C, argv[4], &K, "K", 0, MAX_SIZE))
     return NULL;
   if (!arg_long(C, argv[5], &r0, "r0", 0, N) || !arg_long(C, argv[6], &r1, "r1", r0, N)) return NULL;
-  const int fmt = arg_weights(C, argv[1], argv[2], N, K, &w, &s);
+  const int fmt = arg_weights(C, argv[1], argv[2], argv[7], N, K, &w, &s);
   if (fmt < 0) return NULL;
   long cnt;
   if (!mul2(C, r1 - r0, K, &cnt) || !need(C, &d, 0, cnt, "dst")) return NULL;
   r1_qdequant(fmt, N, K, w.data, s.data, r0, r1, d.data);
   return NULL;
+}
+
+/* qpanelPack(dst: Uint16Array, w: Float32Array, N, K): dst = the 16-row panel layout of w [N, K] in bf16 */
+napi_value r1_napi_qpanel_pack(napi_env env, napi_callback_info info) {
+  QBEGIN("qpanelPack", 4);
+  arr_t d, w;
+  long N = 0, K = 0, nk, len;
+  if (!arg_typed(C, argv[0], &d, "dst", napi_uint16_array) || !arg_typed(C, argv[1], &w, "w", napi_float32_array) ||
+      !arg_long(C, argv[2], &N, "N", 0, MAX_SIZE) || !arg_long(C, argv[3], &K, "K", 0, MAX_SIZE))
+    return NULL;
+  if (!mul2(C, N, K, &nk) || !mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, K + (K & 1), &len)) return NULL;
+  if (!need(C, &w, 0, nk, "w")) return NULL;
+  if (d.len != len) {
+    fail(C, 0, "dst has %ld values; [%ld, %ld] in 16-row panels needs %ld", d.len, N, K, len);
+    return NULL;
+  }
+  r1_qpanel_pack(w.data, N, K, d.data);
+  return NULL;
+}
+
+/* qpanelPreferred(): true when bf16 weights should be packed in panels (the AVX512_BF16 kernels run here) */
+napi_value r1_napi_qpanel_preferred(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_get_boolean(env, r1_qpanel_preferred() != 0, &v);
+  return v;
 }

@@ -27,7 +27,7 @@ import { loadNative } from '../tensor/backends/native.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
 import { quantizeWeight } from '../quant/blockwise.js';
 import { DTypeError, FormatError, ShapeError, UsageError } from '../errors.js';
-import { checkPacked, packedBytes, qgemm, type PackedFormat, type PackedMatrix } from '../quant/qgemm.js';
+import { checkPacked, packedBytes, packedLength, panelsFromRows, panelsPreferred, qgemm, qgemmNative, type PackedFormat, type PackedLayout, type PackedMatrix } from '../quant/qgemm.js';
 
 export type WeightFormat = 'f32' | PackedFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'bf16', 'fp8'];
@@ -38,19 +38,32 @@ export function parseWeightFormat(s: string, where = '--weights'): WeightFormat 
   throw new UsageError(`${where} must be one of ${WEIGHT_FORMATS.join(', ')}, got '${s}'`);
 }
 
-/** Pack a row-major f32 matrix [rows, cols]: bf16 rounds to nearest even; fp8 quantizes per 128 x 128 block. */
-export function packMatrix(w: Float32Array, rows: number, cols: number, format: PackedFormat, where = 'packMatrix'): PackedMatrix {
+/**
+ * Pack a row-major f32 matrix [rows, cols]: bf16 rounds to nearest even; fp8 quantizes per 128 x 128 block.
+ * bf16 goes into the 'panels' layout where the native panel kernels run (src/quant/qgemm.ts), else 'rows';
+ * `layout` forces one.
+ */
+export function packMatrix(w: Float32Array, rows: number, cols: number, format: PackedFormat, where = 'packMatrix', layout?: PackedLayout): PackedMatrix {
   if (w.length !== rows * cols) throw new ShapeError(`${where}: ${w.length} values do not fill [${rows}, ${cols}]`);
   for (let i = 0; i < w.length; i++) {
     if (!Number.isFinite(w[i]!)) throw new FormatError(`${where}: weight [${rows}, ${cols}] holds a non-finite value (${w[i]}) at ${i}; packed formats need finite weights`);
   }
   if (format === 'bf16') {
+    const lay = layout ?? (panelsPreferred() ? 'panels' : 'rows');
+    const q = qgemmNative();
+    if (lay === 'panels' && q) { // rounding and reordering in one native pass (136M values for S1's head)
+      const data = new Uint16Array(packedLength(rows, cols, 'panels'));
+      if (data.length > 0) q.qpanelPack(data, w, rows, cols);
+      return { format, rows, cols, data, scaleInv: null, layout: lay };
+    }
     const data = new Uint16Array(w.length);
     const nat = loadNative();
     if (nat && w.length > 0) nat.cast(data, 'bf16', w, 'f32', w.length); // same round-to-nearest-even as f32ToBf16Bits
     else for (let i = 0; i < w.length; i++) data[i] = f32ToBf16Bits(w[i]!);
-    return { format, rows, cols, data, scaleInv: null };
+    if (lay === 'panels') return { format, rows, cols, data: panelsFromRows(data, rows, cols), scaleInv: null, layout: lay };
+    return { format, rows, cols, data, scaleInv: null, layout: lay };
   }
+  if (layout !== undefined && layout !== 'rows') throw new FormatError(`${where}: fp8 weights come in the 'rows' layout only, got '${layout}'`);
   if (format === 'fp8') {
     const q = quantizeWeight(w, rows, cols); // 128 x 128 blocks, e4m3, scaleInv = amax / 448
     return { format, rows, cols, data: q.codes, scaleInv: q.scaleInv };

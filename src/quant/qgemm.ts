@@ -5,6 +5,11 @@
  *           [ceil(N / 128), ceil(K / 128)], w = decode(code) * scaleInv (DeepSeek-V3 technical report
  *           section 3.3.2; the released checkpoints' `weight_scale_inv`; src/quant/blockwise.ts), 1 byte / weight.
  *
+ * bf16 has two layouts: 'rows' (row-major [N, K], the checkpoint order) and 'panels' (native/qpanel.c): panels of 16
+ * rows in which the two weights of each K pair (2p, 2p+1) of the 16 rows sit together, P[((q K2 + p) 16 + c) 2 + h]
+ * = W[16 q + c, 2 p + h] (K2 = ceil(K / 2), zero past N and past an odd K), so the AVX512_BF16 pair dot product
+ * multiplies a broadcast activation pair by a panel row directly. packMatrix chooses 'panels' where those kernels run.
+ *
  * The product runs in native/qgemm.c (dequantization fused into the GEMV/GEMM, AVX-512 / AVX2+F16C / scalar)
  * when the addon is loaded, else in the TypeScript reference below (same definition, f32 weights, f64-free f32
  * accumulation order differs). R1_BACKEND=js forces the reference.
@@ -16,6 +21,10 @@ import { DEFAULT_BLOCK, scaleShape } from './blockwise.js';
 import { FormatError, ShapeError } from '../errors.js';
 
 export type PackedFormat = 'bf16' | 'fp8';
+/** Element order of packed bf16 data (fp8 is always 'rows'). */
+export type PackedLayout = 'rows' | 'panels';
+/** Rows per panel of the 'panels' layout. */
+export const PANEL_ROWS = 16;
 
 export interface PackedMatrix {
   format: PackedFormat;
@@ -23,8 +32,10 @@ export interface PackedMatrix {
   rows: number;
   /** Input features K (columns of W). */
   cols: number;
-  /** bf16 bit patterns (Uint16Array) or E4M3 codes (Uint8Array), row-major [rows, cols]. */
+  /** bf16 bit patterns (Uint16Array) or E4M3 codes (Uint8Array), row-major [rows, cols] or (bf16) in panels. */
   data: Uint16Array | Uint8Array;
+  /** Element order of `data`; absent = 'rows'. */
+  layout?: PackedLayout;
   /** fp8 only: dequantization factors [ceil(rows / 128), ceil(cols / 128)]; null for bf16. */
   scaleInv: Float32Array | null;
 }
@@ -34,11 +45,18 @@ export function packedBytes(w: PackedMatrix): number {
   return w.data.byteLength + (w.scaleInv ? w.scaleInv.byteLength : 0);
 }
 
+/** Values the data of a [rows, cols] matrix holds in a layout. */
+export function packedLength(rows: number, cols: number, layout: PackedLayout = 'rows'): number {
+  return layout === 'panels' ? Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * (cols + (cols & 1)) : rows * cols;
+}
+
 interface QgemmAddon {
   qgemm(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null,
-    bias: Float32Array | null, M: number, N: number, K: number): void;
+    bias: Float32Array | null, M: number, N: number, K: number, layout: 0 | 1): void;
   qdequant(dst: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null, N: number, K: number,
-    r0: number, r1: number): void;
+    r0: number, r1: number, layout: 0 | 1): void;
+  qpanelPack(dst: Uint16Array, w: Float32Array, N: number, K: number): void;
+  qpanelPreferred(): boolean;
 }
 
 let addon: QgemmAddon | null | undefined;
@@ -55,7 +73,7 @@ export function qgemmNative(): QgemmAddon | null {
   if (addon !== undefined) return addon;
   addon = null;
   const mod = nativeAddonExports() as Partial<QgemmAddon> | null;
-  if (mod && typeof mod.qgemm === 'function' && typeof mod.qdequant === 'function') addon = mod as QgemmAddon;
+  if (mod && typeof mod.qgemm === 'function' && typeof mod.qdequant === 'function' && typeof mod.qpanelPack === 'function') addon = mod as QgemmAddon;
   return addon;
 }
 
@@ -65,9 +83,12 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
   if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 0) {
     throw new ShapeError(`${what}: invalid shape [${rows}, ${cols}]`);
   }
+  const layout = w.layout ?? 'rows';
+  if (layout !== 'rows' && layout !== 'panels') throw new FormatError(`${what}: unknown layout '${String(layout)}' (rows, panels)`);
   if (w.format === 'bf16') {
     if (!(w.data instanceof Uint16Array)) throw new FormatError(`${what}: bf16 weights must be a Uint16Array`);
   } else if (w.format === 'fp8') {
+    if (layout !== 'rows') throw new FormatError(`${what}: fp8 weights come in the 'rows' layout only`);
     if (!(w.data instanceof Uint8Array)) throw new FormatError(`${what}: fp8 weights must be a Uint8Array of E4M3 codes`);
     const [sr, sc] = scaleShape(rows, cols, DEFAULT_BLOCK, DEFAULT_BLOCK);
     if (!w.scaleInv || w.scaleInv.length !== sr * sc) {
@@ -76,7 +97,26 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
   } else {
     throw new FormatError(`${what}: unknown packed format ${String((w as { format: unknown }).format)}`);
   }
-  if (w.data.length !== rows * cols) throw new ShapeError(`${what}: ${w.data.length} values do not fill [${rows}, ${cols}]`);
+  const want = packedLength(rows, cols, layout);
+  if (w.data.length !== want) throw new ShapeError(`${what}: ${w.data.length} values do not fill [${rows}, ${cols}]${layout === 'panels' ? ` in 16-row panels (${want})` : ''}`);
+}
+
+/** bf16 bits of W [rows, cols] (row-major) in the 'panels' layout; the TypeScript reference of native qpanelPack. */
+export function panelsFromRows(bits: Uint16Array, rows: number, cols: number): Uint16Array {
+  if (bits.length !== rows * cols) throw new ShapeError(`panelsFromRows: ${bits.length} values do not fill [${rows}, ${cols}]`);
+  const K2 = Math.ceil(cols / 2);
+  const out = new Uint16Array(packedLength(rows, cols, 'panels'));
+  for (let n = 0; n < rows; n++) {
+    const base = Math.floor(n / PANEL_ROWS) * K2 * 2 * PANEL_ROWS + (n % PANEL_ROWS) * 2;
+    for (let k = 0; k < cols; k++) out[base + (k >> 1) * 2 * PANEL_ROWS + (k & 1)] = bits[n * cols + k]!;
+  }
+  return out;
+}
+
+/** True when bf16 weights should be packed in panels here (the native AVX512_BF16 panel kernels run). */
+export function panelsPreferred(): boolean {
+  const n = qgemmNative();
+  return n !== null && n.qpanelPreferred();
 }
 
 /**
@@ -94,7 +134,7 @@ export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32
   if (bias && bias.length < N) throw new ShapeError(`qgemm: bias holds ${bias.length} values, need ${N}`);
   const n = qgemmNative();
   if (n) {
-    n.qgemm(out, x, w.data, w.scaleInv, bias, M, N, K);
+    n.qgemm(out, x, w.data, w.scaleInv, bias, M, N, K, w.layout === 'panels' ? 1 : 0);
     return out;
   }
   return qgemmJs(x, M, w, bias, out);
@@ -130,7 +170,10 @@ function dequantRowJs(w: PackedMatrix, j: number, row: Float32Array): void {
   const K = w.cols;
   if (w.format === 'bf16') {
     const d = w.data as Uint16Array;
-    for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[j * K + p]!);
+    if (w.layout === 'panels') {
+      const base = Math.floor(j / PANEL_ROWS) * Math.ceil(K / 2) * 2 * PANEL_ROWS + (j % PANEL_ROWS) * 2;
+      for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[base + (p >> 1) * 2 * PANEL_ROWS + (p & 1)]!);
+    } else for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[j * K + p]!);
     return;
   }
   const t = decodeTable('e4m3');
@@ -146,7 +189,7 @@ export function dequantPacked(w: PackedMatrix, r0 = 0, r1 = w.rows, out?: Float3
   const dst = out ?? new Float32Array((r1 - r0) * K);
   const n = qgemmNative();
   if (n) {
-    n.qdequant(dst, w.data, w.scaleInv, w.rows, K, r0, r1);
+    n.qdequant(dst, w.data, w.scaleInv, w.rows, K, r0, r1, w.layout === 'panels' ? 1 : 0);
     return dst;
   }
   const row = new Float32Array(K);

@@ -21,7 +21,7 @@ import { Linear, type LinearImpl } from '../../src/nn/linear.js';
 import { ModelRunner } from '../../src/infer/kv-cache.js';
 import { GenerationEngine } from '../../src/infer/generate.js';
 import { packWeights, PackedLinear, weightBytes, parseWeightFormat } from '../../src/nn/packed-weights.js';
-import { dequantPacked } from '../../src/quant/qgemm.js';
+import { dequantPacked, packedLength, panelsPreferred } from '../../src/quant/qgemm.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { saveHfFolder, openHfFolder } from '../../src/io/hf-folder.js';
 import { DisposedError, UsageError } from '../../src/errors.js';
@@ -141,9 +141,12 @@ test('packWeights: summary, released f32 weights, tied head, inference-only', ()
     const s = packWeights(model, fmt);
     assert.equal(s.layers, lin.length);
     assert.equal(s.bytesBefore, before);
-    // bf16: exactly half; fp8: a quarter plus one f32 scale per 128x128 block (one block per matrix here).
-    assert.equal(s.bytesAfter, fmt === 'bf16' ? before / 2 : before / 4 + 4 * lin.length);
-    assert.equal(s.tiedHeadBytes, fmt === 'bf16' ? 300 * 64 * 2 : 300 * 64 + 4 * 3);
+    // bf16: 2 bytes per weight (the panel layout pads rows to a multiple of 16 and K to even); fp8: a quarter plus
+    // one f32 scale per 128x128 block (one block per matrix here).
+    const layout = panelsPreferred() ? 'panels' : 'rows';
+    const bf16Bytes = lin.reduce((a, [, m]) => a + 2 * packedLength(m.outFeatures, m.inFeatures, layout), 0);
+    assert.equal(s.bytesAfter, fmt === 'bf16' ? bf16Bytes : before / 4 + 4 * lin.length);
+    assert.equal(s.tiedHeadBytes, fmt === 'bf16' ? 2 * packedLength(300, 64, layout) : 300 * 64 + 4 * 3);
     const wb = weightBytes(model);
     assert.equal(wb.dense, denseBefore - before, 'f32 Linear weights are released');
     assert.equal(wb.packed, s.bytesAfter + s.tiedHeadBytes);

@@ -3,13 +3,15 @@
  * weights (bf16: the bit pattern shifted into an f32; fp8: src/quant/blockwise.ts dequantizeBlockwise, i.e.
  * decode(code) * scaleInv per 128 x 128 block). Sizes cover N, K that are not multiples of 128, 16 or 8, every
  * path of the kernel (M = 1 register GEMV, M <= 16 tile path, M > 16 dequantized panels + f32 GEMM) and 1 or 2
- * threads.
+ * threads. bf16 also in the 16-row panel layout (native/qpanel.c: the AVX512_BF16 outer-product kernels, or the
+ * portable dequantize + f32 GEMM path under R1_ISA below avx512bf16).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { packMatrix } from '../../src/nn/packed-weights.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
 import { loadNative } from '../../src/tensor/backends/native.js';
@@ -24,9 +26,11 @@ function gaussian(n: number, rnd: () => number, scale = 1): Float32Array {
   return out;
 }
 
-function packBf16(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
+function packBf16(w: Float32Array, N: number, K: number, panels = false): { p: PackedMatrix; deq: Float32Array } {
   const data = Uint16Array.from(w, f32ToBf16Bits);
-  return { p: { format: 'bf16', rows: N, cols: K, data, scaleInv: null }, deq: Float32Array.from(data, bf16BitsToF32) };
+  const deq = Float32Array.from(data, bf16BitsToF32);
+  if (panels) return { p: { format: 'bf16', rows: N, cols: K, data: panelsFromRows(data, N, K), scaleInv: null, layout: 'panels' }, deq };
+  return { p: { format: 'bf16', rows: N, cols: K, data, scaleInv: null }, deq };
 }
 function packFp8(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
   const q = quantizeWeight(w, N, K);
@@ -58,13 +62,13 @@ function check(got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, K
 }
 
 const SHAPES: [number, number][] = [[5, 7], [131, 259], [260, 384], [9, 1000], [300, 129]];
-const MS = [1, 3, 16, 200, 600]; // 600: several 256-row slabs of the bf16-dot path
+const MS = [1, 3, 9, 16, 200, 600]; // 600: several 256-row slabs of the bf16-dot path
 
-for (const fmt of ['bf16', 'fp8'] as const) {
-  test(`${fmt}: qgemm matches an f64 reference on the dequantized weights (odd N, K; M = 1, 3, 16, 200, 600; 1 and 2 threads)`, () => {
+for (const fmt of ['bf16', 'bf16 panels', 'fp8'] as const) {
+  test(`${fmt}: qgemm matches an f64 reference on the dequantized weights (odd N, K; M = 1, 3, 9, 16, 200, 600; 1 and 2 threads)`, () => {
     const nat = loadNative();
     const before = nat?.getThreads() ?? 1;
-    const rnd = lcg(fmt === 'bf16' ? 11 : 12);
+    const rnd = lcg(fmt === 'fp8' ? 12 : 11);
     try {
       for (const threads of [1, 2]) {
         nat?.setThreads(threads);
@@ -72,7 +76,7 @@ for (const fmt of ['bf16', 'fp8'] as const) {
           const w = gaussian(N * K, rnd, 0.05);
           // Blocks of different magnitude so the per-block scales matter for fp8.
           for (let j = 0; j < N; j++) for (let p = 0; p < K; p++) w[j * K + p]! *= 2 ** (((j >> 7) + 2 * (p >> 7)) % 5 - 2);
-          const { p, deq } = fmt === 'bf16' ? packBf16(w, N, K) : packFp8(w, N, K);
+          const { p, deq } = fmt === 'fp8' ? packFp8(w, N, K) : packBf16(w, N, K, fmt === 'bf16 panels');
           const bias = gaussian(N, rnd);
           for (const M of MS) {
             if ((M === 200 && N * K > 100_000) || (M === 600 && N * K > 40_000)) continue; // keeps the f64 reference quick
@@ -94,10 +98,29 @@ test('the TypeScript reference qgemmJs agrees with the f64 reference too', () =>
   const rnd = lcg(5);
   const N = 37, K = 150, M = 3;
   const w = gaussian(N * K, rnd);
-  for (const { p, deq } of [packBf16(w, N, K), packFp8(w, N, K)]) {
+  for (const { p, deq } of [packBf16(w, N, K), packBf16(w, N, K, true), packFp8(w, N, K)]) {
     const x = gaussian(M * K, rnd);
-    check(qgemmJs(x, M, p), reference(roundActivations(x), M, deq, N, K, null), K, `js ${p.format}`);
+    check(qgemmJs(x, M, p), reference(roundActivations(x), M, deq, N, K, null), K, `js ${p.format} ${p.layout ?? 'rows'}`);
   }
+});
+
+test('the panel layout: packMatrix (native qpanelPack when built) equals the TypeScript reorder; shapes and errors', () => {
+  const rnd = lcg(8);
+  for (const [N, K] of [[1, 1], [5, 7], [16, 2], [33, 129], [300, 64]] as [number, number][]) {
+    const w = gaussian(N * K, rnd);
+    w[0] = 1 + 2 ** -8; // a tie: rounds to even (1), as f32ToBf16Bits does
+    const p = packMatrix(w, N, K, 'bf16', 'test', 'panels');
+    assert.equal(p.layout, 'panels');
+    assert.equal(p.data.length, packedLength(N, K, 'panels'));
+    assert.equal(p.data.length, Math.ceil(N / 16) * 16 * (K + (K % 2)));
+    assert.deepEqual(p.data, panelsFromRows(Uint16Array.from(w, f32ToBf16Bits), N, K), `[${N}, ${K}]`);
+    // row-major and panels hold the same values
+    const rows = packMatrix(w, N, K, 'bf16', 'test', 'rows');
+    assert.deepEqual(dequantPacked(p), dequantPacked(rows));
+  }
+  assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'fp8', 'test', 'panels'), /'rows' layout only/);
+  assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'panels' }), /in 16-row panels \(32\)/);
+  assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'tiles' as 'rows' }), /unknown layout 'tiles'/);
 });
 
 test('dequantPacked is bit-identical to dequantizeBlockwise / the bf16 bit pattern (every non-NaN E4M3 code)', () => {
@@ -117,6 +140,9 @@ test('dequantPacked is bit-identical to dequantizeBlockwise / the bf16 bit patte
   for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f80) === 0x7f80) bits[i] = bits[i]! & 0xbfff; // no inf/NaN
   const gb = dequantPacked({ format: 'bf16', rows: N, cols: K, data: bits, scaleInv: null });
   for (let i = 0; i < bits.length; i++) assert.equal(new Uint32Array(gb.buffer, i * 4, 1)[0], bits[i]! << 16 >>> 0);
+  const panels: PackedMatrix = { format: 'bf16', rows: N, cols: K, data: panelsFromRows(bits, N, K), scaleInv: null, layout: 'panels' };
+  assert.deepEqual(new Uint32Array(dequantPacked(panels).buffer), new Uint32Array(gb.buffer));
+  assert.deepEqual(new Uint32Array(dequantPacked(panels, 17, 35).buffer), new Uint32Array(gb.slice(17 * K, 35 * K).buffer));
 });
 
 test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 to 2^110 stays within f32 rounding', () => {
@@ -143,12 +169,19 @@ test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 t
 test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qgemmNative() }, () => {
   const n = qgemmNative()!;
   const y = new Float32Array(4), x = new Float32Array(8);
-  assert.throws(() => n.qgemm(y, x, new Uint16Array(7), null, null, 1, 4, 2), RangeError);
-  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), null, null, 1, 4, 2), TypeError); // fp8 without scales
-  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), new Float32Array(2), null, 1, 4, 2), RangeError);
-  assert.throws(() => n.qgemm(y, x, new Int16Array(8) as unknown as Uint16Array, null, null, 1, 4, 2), TypeError);
-  assert.throws(() => n.qgemm(new Float32Array(3), x, new Uint16Array(8), null, null, 1, 4, 2), RangeError);
-  assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, new Float32Array(3), 1, 4, 2), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(7), null, null, 1, 4, 2, 0), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), null, null, 1, 4, 2, 0), TypeError); // fp8 without scales
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(8), new Float32Array(2), null, 1, 4, 2, 0), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Int16Array(8) as unknown as Uint16Array, null, null, 1, 4, 2, 0), TypeError);
+  assert.throws(() => n.qgemm(new Float32Array(3), x, new Uint16Array(8), null, null, 1, 4, 2, 0), RangeError);
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, new Float32Array(3), 1, 4, 2, 0), RangeError);
+  // panel layout: 16 rows x even K; bf16 only; layout 0 or 1
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, null, 1, 4, 2, 1), /16-row panels needs 32/);
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(32), new Float32Array(1), null, 1, 4, 2, 1), TypeError);
+  assert.throws(() => n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 2 as 1), RangeError);
+  assert.throws(() => n.qpanelPack(new Uint16Array(31), new Float32Array(8), 4, 2), /needs 32/);
+  n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 1);
+  assert.deepEqual(Array.from(y), [0, 0, 0, 0]);
 });
 
 // The kernels are picked once per process from the CPU (R1_ISA caps it): rerun this file with each lower ISA so the

@@ -1,0 +1,342 @@
+/* bf16 weights in row panels with interleaved K pairs (API in qpanel.h).
+ *
+ * Why: with W stored row-major [N, K], a register-blocked product keeps one accumulator per (W row, X row) whose 16
+ * lanes hold partial sums over K; every output then costs a horizontal sum, and at K = 896 (most of a Qwen2.5-0.5B
+ * layer) those reductions and the accumulator spills took ~15% of a batch-16 product (native/qsmall.c: 72% of the
+ * core's vdpbf16ps peak at K = 896 against 86% at K = 4864). AVX512_BF16's vdpbf16ps multiplies bf16 *pairs*: lane l
+ * gets a[2l] b[2l] + a[2l+1] b[2l+1]. Store W as panels of 16 rows where, for each pair of K indices (2p, 2p+1), the
+ * 16 rows' two weights sit next to each other (64 bytes = one zmm):
+ *     panel q, pair p, row c, half h  ->  P[((q K2 + p) 16 + c) 2 + h] = W[16 q + c, 2 p + h]
+ * (K2 = ceil(K / 2); rows past N and the K index past an odd K are zero). Then the product is an outer product: one
+ * zmm of W times the broadcast 32-bit pair (x[2p], x[2p+1]) of an X row adds into the 16 outputs of that row
+ * directly. No horizontal sums, no epilogue beyond the stores, and a panel is one contiguous stream of K2 * 64 bytes
+ * (long sequential reads suit the hardware prefetchers better than four 1.8 KB rows at a time).
+ *
+ * Kernels (AVX512_BF16, picked at run time):
+ *   M = 1   two panels at a time, two accumulator chains each (memory-bound: one vdpbf16ps per 64 bytes);
+ *   M >= 2  register blocks of up to 8 X rows x 3 panels (48 columns): 24 accumulators; per pair 3 W loads and 8
+ *           broadcasts feed 24 vdpbf16ps. X rows come in slabs of QP_SLAB (a batched prefill), each slab over all of W.
+ * Elsewhere (AVX2, scalar, or R1_ISA capped) the same layout is multiplied by dequantizing 16-row panels to f32 and
+ * calling the f32 GEMM (gemm.c): correct everywhere, fast only where the packer chooses this layout, which it does
+ * only when r1_qpanel_preferred() says the kernels above will run.
+ *
+ * Activations are rounded to bf16 (nearest even) first, as on every packed path (qsmall.h); vdpbf16ps treats bf16
+ * subnormal inputs as zero (|x| < 2^-126), like qsmall.c's kernels. Products of two bf16 values are exact in f32.
+ */
+#define _GNU_SOURCE
+#include "qpanel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "gemm.h"
+#include "qsmall.h"
+#include "threads.h"
+
+#define PR R1_QP_ROWS /* rows per panel */
+#define MRP 8         /* X rows per register block */
+#define NRP 3         /* panels per register block */
+#define QP_SLAB 256   /* X rows per pass over W */
+#ifndef QP_KC
+#define QP_KC 1024 /* K pairs per chunk of a strip (192 KB of weights) */
+#endif
+#ifndef QP_PF_HINT
+#define QP_PF_HINT _MM_HINT_T0
+#endif
+
+static inline long min_l(long a, long b) { return a < b ? a : b; }
+static inline long max_l(long a, long b) { return a > b ? a : b; }
+static inline long cdiv(long a, long b) { return (a + b - 1) / b; }
+
+long r1_qpanel_len(long N, long K) { return cdiv(N, PR) * PR * (K + (K & 1)); }
+
+int r1_qpanel_native(void) { return r1_isa() >= R1_ISA_AVX512BF16; }
+
+int r1_qpanel_preferred(void) {
+  static int off = -1;
+  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL; /* tuning hook: keep bf16 row-major */
+  return !off && r1_qpanel_native();
+}
+
+/* ---------------- packing and dequantization (portable) ---------------- */
+typedef struct {
+  const float *w;
+  long N, K;
+  uint16_t *dst;
+} pack_ctx;
+
+static void pack_range(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pack_ctx *c = v;
+  const long K = c->K, K2 = cdiv(K, 2);
+  uint16_t *row = malloc(sizeof(uint16_t) * (size_t)max_l(K, 1));
+  if (!row) abort();
+  for (long q = q0; q < q1; q++) {
+    uint16_t *P = c->dst + q * K2 * 2 * PR;
+    memset(P, 0, sizeof(uint16_t) * (size_t)(K2 * 2 * PR));
+    for (long r = 0; r < PR && q * PR + r < c->N; r++) {
+      r1_round_bf16(c->w + (q * PR + r) * K, row, K);
+      for (long k = 0; k < K; k++) P[((k >> 1) * PR + r) * 2 + (k & 1)] = row[k];
+    }
+  }
+  free(row);
+}
+
+void r1_qpanel_pack(const float *w, long N, long K, uint16_t *dst) {
+  if (N <= 0 || K <= 0) return;
+  pack_ctx c = {w, N, K, dst};
+  r1_parallel_for(cdiv(N, PR), 1, pack_range, &c);
+}
+
+void r1_qpanel_dequant(long N, long K, const uint16_t *P, long r0, long r1, float *dst) {
+  const long K2 = cdiv(K, 2);
+  for (long n = max_l(r0, 0); n < min_l(r1, N); n++) {
+    const uint16_t *pq = P + (n / PR) * K2 * 2 * PR + (n % PR) * 2;
+    float *o = dst + (n - r0) * K;
+    for (long k = 0; k < K; k++) {
+      const uint32_t u = (uint32_t)pq[(k >> 1) * 2 * PR + (k & 1)] << 16;
+      memcpy(o + k, &u, 4);
+    }
+  }
+}
+
+/* ---------------- kernels ---------------- */
+typedef struct {
+  long M, N, K2;
+  const uint32_t *X; /* [M, K2] bf16 pairs */
+  const uint16_t *P;
+  const float *bias;
+  float *Y;
+  int prefetch;
+} pctx;
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define AI static inline __attribute__((always_inline))
+
+/* Columns [j0, j0 + 16) of a row: y = acc (+ bias), the first `valid` lanes only. */
+T5 AI void store16(float *y, const float *bias, long valid, __m512 acc) {
+  const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
+  if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias));
+  _mm512_mask_storeu_ps(y, m, acc);
+}
+/* y += acc, the first `valid` lanes (a later K chunk). */
+T5 AI void add16(float *y, long valid, __m512 acc) {
+  const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
+  _mm512_mask_storeu_ps(y, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y)));
+}
+
+/* M = 1: panels q and q + 1 (when two), y[16 q ..] = x . W^T over them. */
+T5 static void gemv_panels(const pctx *c, long q, int two) {
+  const long K2 = c->K2, ps = K2 * 2 * PR;
+  const uint32_t *x = c->X;
+  const uint16_t *p0 = c->P + q * ps, *p1 = two ? p0 + ps : p0;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+  long p = 0;
+  for (; p + 2 <= K2; p += 2) {
+    const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]), x1 = (__m512bh)_mm512_set1_epi32((int)x[p + 1]);
+    a0 = _mm512_dpbf16_ps(a0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p)));
+    a1 = _mm512_dpbf16_ps(a1, x1, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p + 32)));
+    if (two) {
+      b0 = _mm512_dpbf16_ps(b0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)));
+      b1 = _mm512_dpbf16_ps(b1, x1, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p + 32)));
+    }
+  }
+  if (p < K2) {
+    const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]);
+    a0 = _mm512_dpbf16_ps(a0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p)));
+    if (two) b0 = _mm512_dpbf16_ps(b0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)));
+  }
+  const long j0 = q * PR;
+  store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a0, a1));
+  if (two) store16(c->Y + j0 + PR, c->bias ? c->bias + j0 + PR : NULL, c->N - j0 - PR, _mm512_add_ps(b0, b1));
+}
+
+static void gemv_range(void *v, long u0, long u1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  const long np = cdiv(c->N, PR);
+  for (long u = u0; u < u1; u++) gemv_panels(c, 2 * u, 2 * u + 1 < np);
+}
+
+/* The accumulators c<v><i>: panel v (0..2) x X row i (0..7); MR, NR are compile-time constants in every
+ * instantiation, so the unused ones vanish. */
+#define FOR_I(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define DECL(i) __m512 c0##i = _mm512_setzero_ps(), c1##i = c0##i, c2##i = c0##i;
+#define STEP(i)                                                                                                    \
+  if (MR > i) {                                                                                                    \
+    const __m512bh xb = (__m512bh)_mm512_set1_epi32((int)x[(i) * K2 + p]);                                         \
+    c0##i = _mm512_dpbf16_ps(c0##i, xb, w0);                                                                       \
+    if (NR > 1) c1##i = _mm512_dpbf16_ps(c1##i, xb, w1);                                                           \
+    if (NR > 2) c2##i = _mm512_dpbf16_ps(c2##i, xb, w2);                                                           \
+  }
+#define STORE(i)                                                                                                   \
+  if (MR > i) {                                                                                                    \
+    float *yr = y + (i) * N;                                                                                       \
+    if (acc) {                                                                                                     \
+      add16(yr, valid, c0##i);                                                                                     \
+      if (NR > 1) add16(yr + PR, valid - PR, c1##i);                                                               \
+      if (NR > 2) add16(yr + 2 * PR, valid - 2 * PR, c2##i);                                                       \
+    } else {                                                                                                       \
+      store16(yr, bias, valid, c0##i);                                                                             \
+      if (NR > 1) store16(yr + PR, bias ? bias + PR : NULL, valid - PR, c1##i);                                    \
+      if (NR > 2) store16(yr + 2 * PR, bias ? bias + 2 * PR : NULL, valid - 2 * PR, c2##i);                        \
+    }                                                                                                              \
+  }
+/* Y rows [0, MR) x columns [16 q, 16 q + 16 NR) of the block starting at x (row 0 of the block) and y, over pairs
+ * [0, kc) from x and p0 (K2: the row stride of x in pairs, ps: the panel stride); acc: add to y (a later K chunk;
+ * the bias came with the first). */
+/* pf (or NULL): the part of the next strip this block requests, one 64-byte line of each of its 3 panels every
+ * pfdiv pairs (see strip_range). */
+T5 AI void mk_panel(const int MR, const int NR, const uint32_t *x, long K2, long kc, const uint16_t *p0, long ps,
+                    float *y, long N, const float *bias, long valid, int acc, const uint16_t *pf, int pfdiv) {
+  const uint16_t *p1 = p0 + (NR > 1 ? ps : 0), *p2 = p0 + (NR > 2 ? 2 * ps : 0);
+  FOR_I(DECL)
+  int cnt = 0;
+  for (long p = 0; p < kc; p++) {
+    if (pf && ++cnt == pfdiv) {
+      cnt = 0;
+      _mm_prefetch((const char *)pf, QP_PF_HINT);
+      _mm_prefetch((const char *)(pf + ps), QP_PF_HINT);
+      _mm_prefetch((const char *)(pf + 2 * ps), QP_PF_HINT);
+      pf += 32;
+    }
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p));
+    const __m512bh w1 = NR > 1 ? (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)) : w0;
+    const __m512bh w2 = NR > 2 ? (__m512bh)_mm512_loadu_si512((const void *)(p2 + 32 * p)) : w0;
+    FOR_I(STEP)
+  }
+  FOR_I(STORE)
+}
+#define MK_NR(MRV)                                                                                                 \
+  case MRV:                                                                                                        \
+    if (nr == 3) mk_panel(MRV, 3, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf, pfdiv);                                               \
+    else if (nr == 2) mk_panel(MRV, 2, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf, pfdiv);                                          \
+    else mk_panel(MRV, 1, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf, pfdiv);                                                       \
+    break;
+
+/* Strips of NRP panels (48 columns); within a strip, chunks of at most QP_KC pairs of K, and within a chunk the X
+ * rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8, 12 -> 6 + 6): the chunk of the strip (at
+ * most QP_KC x 192 bytes) is read from DRAM by the first block and from L2 by the others, and the chunk, the next one
+ * being prefetched and the X rows fit in L2 together at any K. */
+T5 static void strip_range(void *v, long s0, long s1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 2 * PR, np = cdiv(N, PR);
+  const int nb = (int)cdiv(M, MRP);
+  for (long s = s0; s < s1; s++) {
+    const long q = s * NRP, j0 = q * PR;
+    const int nr = (int)min_l(NRP, np - q);
+    const uint16_t *p0 = c->P + q * ps;
+    const float *bias = c->bias ? c->bias + j0 : NULL;
+    const long valid = N - j0;
+    for (long pa = 0; pa < K2; pa += QP_KC) {
+      const long kc = min_l(QP_KC, K2 - pa);
+      const uint16_t *pk = p0 + 32 * pa;
+      /* The next chunk (of this strip, else the first of the next strip) is requested while this one computes, a
+       * 1/nb share of each of its panels per block, so the weights keep streaming from DRAM during the blocks that
+       * find this chunk in cache (the hardware prefetchers follow only the streams being read). First slab only. */
+      const uint16_t *nx = NULL;
+      long nkc = 0;
+      if (pa + QP_KC < K2) { nx = pk + 32 * QP_KC; nkc = min_l(QP_KC, K2 - pa - QP_KC); }
+      else if (s + 1 < s1) { nx = p0 + NRP * ps; nkc = min_l(QP_KC, K2); }
+      if (!c->prefetch) nx = NULL;
+      const int pfdiv = nx ? (int)max_l(1, kc * nb / nkc) : 1; /* pairs per prefetched line */
+      for (int b = 0, i0 = 0; b < nb; b++) {
+        const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
+        const uint32_t *x = c->X + i0 * K2 + pa;
+        float *y = c->Y + i0 * N + j0;
+        const uint16_t *pf = nx ? nx + 32 * (b * nkc / nb) : NULL;
+        switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
+        i0 += mr;
+      }
+    }
+  }
+}
+
+static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t *P, const float *bias, float *Y) {
+  pctx c = {M, N, K2, X, P, bias, Y, 0};
+  if (M == 1) {
+    const long units = cdiv(cdiv(N, PR), 2);
+    /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
+    const long grain = max_l(1, 65536 / (2 * PR * 2 * K2));
+    if (N * K2 * 2 >= 65536) r1_parallel_for(units, grain, gemv_range, &c);
+    else gemv_range(&c, 0, units, 0);
+    return;
+  }
+  const long strips = cdiv(cdiv(N, PR), NRP);
+  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
+    pctx s = c;
+    s.M = min_l(QP_SLAB, M - i0);
+    s.X = X + i0 * K2;
+    s.Y = Y + i0 * N;
+    s.prefetch = i0 == 0;
+    const long grain = max_l(1, 32768 / (NRP * PR * 2 * K2 * s.M));
+    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(strips, grain, strip_range, &s);
+    else strip_range(&s, 0, strips, 0);
+  }
+}
+#else
+static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t *P, const float *bias, float *Y) {
+  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
+  abort(); /* unreachable: r1_qpanel_native() is 0 off x86 */
+}
+#endif
+
+/* ---------------- the product ---------------- */
+static _Thread_local uint16_t *xb_buf;
+static _Thread_local float *xf_buf, *wf_buf;
+static _Thread_local size_t xb_cap, xf_cap, wf_cap;
+
+static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
+  if (*cap >= need) return 1;
+  free(*buf);
+  *buf = aligned_alloc(64, (need * elem + 63) / 64 * 64);
+  *cap = *buf ? need : 0;
+  return *buf != NULL;
+}
+
+int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, const float *bias, float *Y) {
+  if (M <= 0 || N <= 0) return 1;
+  if (K <= 0) {
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;
+    return 1;
+  }
+  const long K2 = cdiv(K, 2);
+  if (r1_qpanel_native()) {
+    /* X rounded to bf16, rows padded to an even length (the pad pairs with W's zero pad) */
+    if (!grow((void **)&xb_buf, &xb_cap, (size_t)M * (size_t)(2 * K2), sizeof(uint16_t))) return 0;
+    for (long i = 0; i < M; i++) {
+      r1_round_bf16(X + i * K, xb_buf + i * 2 * K2, K);
+      if (K & 1) xb_buf[i * 2 * K2 + K] = 0;
+    }
+    run_fast(M, N, K2, (const uint32_t *)xb_buf, P, bias, Y);
+    return 1;
+  }
+  /* Portable: X rounded to bf16 values (f32), W dequantized a block of panels at a time, the f32 GEMM. */
+  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
+  if (!grow((void **)&xf_buf, &xf_cap, (size_t)M * (size_t)K, sizeof(float)) ||
+      !grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float)))
+    return 0;
+  uint16_t h[256];
+  for (long i = 0; i < M * K; i += 256) {
+    const long n = min_l(256, M * K - i);
+    r1_round_bf16(X + i, h, n);
+    for (long t = 0; t < n; t++) {
+      const uint32_t u = (uint32_t)h[t] << 16;
+      memcpy(xf_buf + i + t, &u, 4);
+    }
+  }
+  for (long n0 = 0; n0 < N; n0 += rows) {
+    const long nb = min_l(rows, N - n0);
+    r1_qpanel_dequant(N, K, P, n0, n0 + nb, wf_buf);
+    r1_sgemm(0, 1, M, nb, K, 1.0f, xf_buf, K, wf_buf, K, 0.0f, Y + n0, N);
+  }
+  if (bias)
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+  return 1;
+}
