@@ -629,7 +629,8 @@ static napi_value f_attention(napi_env env, napi_callback_info info) {
 
 /* attentionRagged(out, q, kNew, vNew | null, kCaches[], vCaches[] | null, geom, Hq, Hkv, Dk, Dv, scale, valuesInKeys):
  * geom is a Float64Array of [n, past, cap, kOffset, vOffset] per sequence; kCaches[s] holds [Hkv, cap, Dk] from
- * kOffset, vCaches[s] [Hkv, cap, Dv] from vOffset (vNew, vCaches and vOffset unused when valuesInKeys). */
+ * kOffset, vCaches[s] [Hkv, cap, Dv] from vOffset (vNew, vCaches and vOffset unused when valuesInKeys). The caches
+ * are all Float32Array, or all Uint16Array (bf16 bit patterns; offsets in elements). */
 static napi_value f_attention_ragged(napi_env env, napi_callback_info info) {
   BEGIN("attentionRagged", 13);
   arr_t out, q, kn, vn, g;
@@ -654,10 +655,22 @@ static napi_value f_attention_ragged(napi_env env, napi_callback_info info) {
     if (napi_get_array_length(env, argv[5], &nv) != napi_ok) { fail(C, 0, "vCaches must be an array"); return NULL; }
   }
   if ((long)nk != nseg || (!vink && (long)nv != nseg)) { fail(C, 1, "%ld sequences in geom but %u key and %u value caches", nseg, nk, nv); return NULL; }
-  float **ptr = malloc(sizeof(float *) * (size_t)(2 * nseg + 1));
+  napi_typedarray_type ct = napi_float32_array; /* the caches' type: that of the first key cache */
+  if (nseg > 0) {
+    napi_value e0;
+    arr_t a0;
+    if (napi_get_element(env, argv[4], 0, &e0) != napi_ok || !arg_arr(C, e0, &a0, "kCaches[0]")) return NULL;
+    if (a0.type != napi_float32_array && a0.type != napi_uint16_array) {
+      fail(C, 0, "kCaches[0] must be a Float32Array or a Uint16Array (bf16)");
+      return NULL;
+    }
+    ct = a0.type;
+  }
+  const long es = ct == napi_uint16_array ? 2 : 4;
+  void **ptr = malloc(sizeof(void *) * (size_t)(2 * nseg + 1));
   long *geom = malloc(sizeof(long) * (size_t)(3 * nseg + 1));
   if (!ptr || !geom) { free(ptr); free(geom); fail(C, 1, "out of memory"); return NULL; }
-  float **kc = ptr, **vc = ptr + nseg;
+  void **kc = ptr, **vc = ptr + nseg;
   long N = 0;
   int ok = 1;
   const double *G = g.data;
@@ -672,13 +685,13 @@ static napi_value f_attention_ragged(napi_env env, napi_callback_info info) {
     ok = mul2(C, Hkv, cap, &rows) && mul2(C, rows, Dk, &nkc) && mul2(C, rows, Dv, &nvc);
     napi_value e;
     arr_t a;
-    ok = ok && napi_get_element(env, argv[4], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "kCaches[i]", napi_float32_array) &&
+    ok = ok && napi_get_element(env, argv[4], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "kCaches[i] (all of one type)", ct) &&
          need(C, &a, (long)G[5 * s + 3], nkc, "kCaches[i]");
-    if (ok) kc[s] = (float *)a.data + (long)G[5 * s + 3];
+    if (ok) kc[s] = (char *)a.data + (long)G[5 * s + 3] * es;
     if (ok && !vink) {
-      ok = napi_get_element(env, argv[5], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "vCaches[i]", napi_float32_array) &&
+      ok = napi_get_element(env, argv[5], (uint32_t)s, &e) == napi_ok && arg_typed(C, e, &a, "vCaches[i] (the key caches' type)", ct) &&
            need(C, &a, (long)G[5 * s + 4], nvc, "vCaches[i]");
-      if (ok) vc[s] = (float *)a.data + (long)G[5 * s + 4];
+      if (ok) vc[s] = (char *)a.data + (long)G[5 * s + 4] * es;
     }
     geom[3 * s] = n; geom[3 * s + 1] = past; geom[3 * s + 2] = cap;
     N += n;
@@ -687,7 +700,7 @@ static napi_value f_attention_ragged(napi_env env, napi_callback_info info) {
   ok = ok && mul3(C, N, Hq, Dk, &nq) && mul3(C, N, Hkv, Dk, &nkn) && mul3(C, N, Hkv, Dv, &nvn) && mul3(C, N, Hq, Dv, &no) &&
        need(C, &q, 0, nq, "q") && need(C, &kn, 0, nkn, "kNew") && (vink || need(C, &vn, 0, nvn, "vNew")) &&
        need(C, &out, 0, no, "out");
-  if (ok) k_attention_ragged(out.data, q.data, kn.data, vink ? NULL : vn.data, kc, vc, geom, nseg, Hq, Hkv, Dk, Dv, (float)scale, vink);
+  if (ok) k_attention_ragged(out.data, q.data, kn.data, vink ? NULL : vn.data, kc, vc, geom, nseg, Hq, Hkv, Dk, Dv, (float)scale, vink, es == 2);
   free(ptr);
   free(geom);
   return NULL;

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "kernels.h"
+#include "qsmall.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -1703,14 +1704,72 @@ T512 static void transpose_block_avx512(const float *src, long lds, long nr, lon
 }
 #endif
 
+#ifdef R1_X86
+/* n bf16 bit patterns -> f32, 16 at a time. */
+T512 static void widen_bf16_avx512(float *dst, const uint16_t *src, long n) {
+  long i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i))), 16));
+  for (; i < n; i++) {
+    const uint32_t u = (uint32_t)src[i] << 16;
+    memcpy(dst + i, &u, 4);
+  }
+}
+/* Scores against a bf16 key block (AVX512_BF16): S[i * KB + j] = sum_p dot(Qw[i][p], Kt[p][j]) for i < MR, j < 64,
+ * where Qw holds each row's (query, query) bf16 pairs as 32-bit words [MR, Dk2] and Kt the block's key pairs
+ * transposed [Dk2, KB] (word p of key j at Kt[p * KB + j]): one vdpbf16ps per 16 keys and row multiplies two
+ * dimensions, no widening of the keys and half the transposition of f32 rows. */
+#define T5B __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+#define SC_DECL(i) __m512 s0##i = _mm512_setzero_ps(), s1##i = s0##i, s2##i = s0##i, s3##i = s0##i;
+#define SC_STEP(i)                                                                                                 \
+  if (MR > i) {                                                                                                    \
+    const __m512bh qb = (__m512bh)_mm512_set1_epi32((int)Qw[(i) * Dk2 + p]);                                       \
+    s0##i = _mm512_dpbf16_ps(s0##i, qb, k0); s1##i = _mm512_dpbf16_ps(s1##i, qb, k1);                              \
+    s2##i = _mm512_dpbf16_ps(s2##i, qb, k2); s3##i = _mm512_dpbf16_ps(s3##i, qb, k3);                              \
+  }
+#define SC_STORE(i)                                                                                                \
+  if (MR > i) {                                                                                                    \
+    _mm512_storeu_ps(S + (i) * KB, s0##i); _mm512_storeu_ps(S + (i) * KB + 16, s1##i);                             \
+    _mm512_storeu_ps(S + (i) * KB + 32, s2##i); _mm512_storeu_ps(S + (i) * KB + 48, s3##i);                        \
+  }
+#define SC_FOR(F) F(0) F(1) F(2) F(3) F(4) F(5)
+T5B static inline __attribute__((always_inline)) void scores_bf16_block(const int MR, const uint32_t *Qw, long Dk2,
+                                                                           const float *Kt, float *S) {
+  SC_FOR(SC_DECL)
+  for (long p = 0; p < Dk2; p++) {
+    const float *kr = Kt + p * KB;
+    const __m512bh k0 = (__m512bh)_mm512_loadu_ps(kr), k1 = (__m512bh)_mm512_loadu_ps(kr + 16),
+                   k2 = (__m512bh)_mm512_loadu_ps(kr + 32), k3 = (__m512bh)_mm512_loadu_ps(kr + 48);
+    SC_FOR(SC_STEP)
+  }
+  SC_FOR(SC_STORE)
+}
+T5B static void scores_bf16(long rows, const uint32_t *Qw, long Dk2, const float *Kt, float *S) {
+  for (long r0 = 0; r0 < rows;) {
+    const long left = rows - r0, nb = (left + 5) / 6, mr = (left + nb - 1) / nb; /* even blocks of <= 6 rows */
+    const uint32_t *q = Qw + r0 * Dk2;
+    float *o = S + r0 * KB;
+    switch (mr) {
+      case 1: scores_bf16_block(1, q, Dk2, Kt, o); break;
+      case 2: scores_bf16_block(2, q, Dk2, Kt, o); break;
+      case 3: scores_bf16_block(3, q, Dk2, Kt, o); break;
+      case 4: scores_bf16_block(4, q, Dk2, Kt, o); break;
+      case 5: scores_bf16_block(5, q, Dk2, Kt, o); break;
+      default: scores_bf16_block(6, q, Dk2, Kt, o); break;
+    }
+    r0 += mr;
+  }
+}
+#endif
+
 typedef struct {
   float *out;
   const float *q;
-  float *const *kc;
-  float *const *vc;
+  void *const *kc; /* f32, or bf16 bit patterns when bf16 */
+  void *const *vc;
   const long *q0, *n, *past, *cap, *istart;
   long nseg, Hq, Hkv, Dk, Dv, G, nq, nitems;
-  int vink;
+  int vink, bf16;
   float scale;
   atomic_long next;
 } rattn_ctx;
@@ -1719,7 +1778,7 @@ typedef struct {
  * cache's K (and V) rows of that head, kend = keys the last query sees. */
 typedef struct {
   long s, kvh, i0, ni, rows, past, q0, kend;
-  const float *K, *V;
+  const char *K, *V; /* row 0 of the head's keys / values (elements of c->es bytes) */
 } rattn_item;
 static void rattn_locate(const rattn_ctx *c, long it, rattn_item *o) {
   long lo = 0, hi = c->nseg - 1; /* the segment s with istart[s] <= it < istart[s + 1] */
@@ -1736,18 +1795,34 @@ static void rattn_locate(const rattn_ctx *c, long it, rattn_item *o) {
   o->past = c->past[s];
   o->q0 = c->q0[s] + o->i0;
   o->kend = o->past + o->i0 + o->ni;
-  o->K = c->kc[s] + o->kvh * c->cap[s] * c->Dk;
-  o->V = c->vink ? o->K : c->vc[s] + o->kvh * c->cap[s] * c->Dv;
+  const long es = c->bf16 ? 2 : 4;
+  o->K = (const char *)c->kc[s] + o->kvh * c->cap[s] * c->Dk * es;
+  o->V = c->vink ? o->K : (const char *)c->vc[s] + o->kvh * c->cap[s] * c->Dv * es;
 }
 /* Request key (and value) rows [j0, j1) into L2. The caches of a batch's sequences are far larger than the CPU's
  * caches (S1, 16 sequences: ~120 MB per step), so the next block's rows are fetched while this block computes. */
-static inline void rattn_prefetch(const rattn_ctx *c, const float *K, const float *V, long j0, long j1) {
+static inline void rattn_prefetch(const rattn_ctx *c, const char *K, const char *V, long j0, long j1) {
+  const long es = c->bf16 ? 2 : 4, kr = c->Dk * es, vr = c->Dv * es;
   for (long j = j0; j < j1; j++) {
-    for (long d = 0; d < c->Dk; d += 16) __builtin_prefetch(K + j * c->Dk + d, 0, 2);
+    for (long b = 0; b < kr; b += 64) __builtin_prefetch(K + j * kr + b, 0, 2);
     if (!c->vink)
-      for (long d = 0; d < c->Dv; d += 16) __builtin_prefetch(V + j * c->Dv + d, 0, 2);
+      for (long b = 0; b < vr; b += 64) __builtin_prefetch(V + j * vr + b, 0, 2);
   }
 }
+/* n bf16 bit patterns -> f32 (exact: a bf16 is the top half of an f32). */
+static inline void bf16_rows_f32(float *dst, const uint16_t *src, long n) {
+  uint32_t *d = (uint32_t *)dst;
+  for (long i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
+}
+#ifdef R1_X86
+T512 static void widen_bf16_avx512(float *dst, const uint16_t *src, long n);
+static void widen_rows(float *dst, const uint16_t *src, long n) {
+  if (r1_isa() >= R1_ISA_AVX512) widen_bf16_avx512(dst, src, n);
+  else bf16_rows_f32(dst, src, n);
+}
+#else
+#define widen_rows bf16_rows_f32
+#endif
 
 static void rattn_team(void *vc_, int tid, int nteam) {
   (void)tid; (void)nteam;
@@ -1762,9 +1837,21 @@ static void rattn_team(void *vc_, int tid, int nteam) {
 #else
   const int tr = 0;
 #endif
-  float *S = malloc(sizeof(float) * (size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0)));
+  /* bf16 caches: the scaled queries are rounded to bf16 too (Qw), so every score is a sum of exact products; with
+   * AVX512_BF16 (and an even Dk) the key block's bf16 pairs are transposed as 32-bit words and multiplied by
+   * scores_bf16, else the keys are widened to f32 (Kf) for the f32 path. Values are widened to f32 (Vf; the latent
+   * rows Kf for valuesInKeys), so the probabilities multiply them unrounded. */
+#ifdef R1_X86
+  const int dp = c->bf16 && Dk % 2 == 0 && r1_isa() >= R1_ISA_AVX512BF16;
+#else
+  const int dp = 0;
+#endif
+  const long cvt = c->bf16 ? KB * Dk + (c->vink ? 0 : KB * Dv) + (R * Dk + 1) / 2 : 0;
+  float *S = calloc((size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt), sizeof(float));
   if (!S) abort();
   float *acc = S + R * KB, *Qb = acc + R * Dv, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
+  float *Kf = Kt + (tr ? Dk * KB : 0), *Vf = Kf + KB * Dk;
+  uint16_t *Qh = (uint16_t *)(Vf + (c->vink ? 0 : KB * Dv)); /* [R, Dk] bf16 (Qw: its 32-bit pairs) */
   rattn_item cur, nxt;
   long it = atomic_fetch_add(&c->next, 1);
   if (it < c->nitems) rattn_locate(c, it, &cur);
@@ -1774,7 +1861,11 @@ static void rattn_team(void *vc_, int tid, int nteam) {
     /* The scale goes into the gathered queries: the small-product kernels take alpha = 1 only. */
     for (long i = 0; i < ni; i++)
       L->scale(Qb + i * G * Dk, c->q + ((q0 + i) * c->Hq + kvh * G) * Dk, c->scale, G * Dk);
-    const float *K = cur.K, *Vv = cur.V;
+    if (c->bf16) {
+      r1_round_bf16(Qb, Qh, rows * Dk);
+      bf16_rows_f32(Qb, Qh, rows * Dk); /* the f32 path multiplies the same rounded values */
+    }
+    const char *K = cur.K, *Vv = cur.V;
     const long vRow = c->vink ? Dk : Dv;
     for (long r = 0; r < rows; r++) { m[r] = -INFINITY; l[r] = 0; }
     memset(acc, 0, sizeof(float) * (size_t)(rows * Dv));
@@ -1789,13 +1880,33 @@ static void rattn_team(void *vc_, int tid, int nteam) {
           rattn_prefetch(c, nxt.K, nxt.V, 0, min_l(KB, nxt.kend));
         }
       }
-      if (tr) {
+      const float *Kb = NULL, *Vb; /* this block's key rows [nj, Dk] and value rows (row stride vRow), f32 */
+      if (c->bf16) {
+        const uint16_t *kh = (const uint16_t *)K + j0 * Dk;
+        if (!dp || c->vink) widen_rows(Kf, kh, nj * Dk);
+        Kb = Kf;
+        if (c->vink) Vb = Kf;
+        else {
+          widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
+          Vb = Vf;
+        }
+      } else {
+        Kb = (const float *)K + j0 * Dk;
+        Vb = (const float *)Vv + j0 * vRow;
+      }
+      if (dp) {
 #ifdef R1_X86
-        transpose_block_avx512(K + j0 * Dk, Dk, nj, Dk, Kt, KB);
+        /* key j's pair p (a 32-bit word) -> Kt[p * KB + j] */
+        transpose_block_avx512((const float *)((const uint16_t *)K + j0 * Dk), Dk / 2, nj, Dk / 2, Kt, KB);
+        scores_bf16(rows, (const uint32_t *)Qh, Dk / 2, Kt, S);
+#endif
+      } else if (tr) {
+#ifdef R1_X86
+        transpose_block_avx512(Kb, Dk, nj, Dk, Kt, KB);
 #endif
         r1_sgemm_st(0, 0, rows, nj, Dk, 1.0f, Qb, Dk, Kt, KB, 0.0f, S, KB);
       } else {
-        r1_sgemm_st(0, 1, rows, nj, Dk, 1.0f, Qb, Dk, K + j0 * Dk, Dk, 0.0f, S, KB);
+        r1_sgemm_st(0, 1, rows, nj, Dk, 1.0f, Qb, Dk, Kb, Dk, 0.0f, S, KB);
       }
       for (long r = 0; r < rows; r++) {
         float *row = S + r * KB;
@@ -1811,7 +1922,7 @@ static void rattn_team(void *vc_, int tid, int nteam) {
         if (alpha != 1.0f) L->scale_ip(acc + r * Dv, alpha, Dv);
         m[r] = mn;
       }
-      r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vv + j0 * vRow, vRow, 1.0f, acc, Dv);
+      r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vb, vRow, 1.0f, acc, Dv);
     }
     for (long r = 0; r < rows; r++) {
       float *O = c->out + ((q0 + r / G) * c->Hq + kvh * G + r % G) * Dv;
@@ -1824,9 +1935,9 @@ static void rattn_team(void *vc_, int tid, int nteam) {
   free(S);
 }
 
-void k_attention_ragged(float *out, const float *q, const float *knew, const float *vnew, float *const *kc,
-                        float *const *vc, const long *geom, long nseg, long Hq, long Hkv, long Dk, long Dv,
-                        float scale, int vink) {
+void k_attention_ragged(float *out, const float *q, const float *knew, const float *vnew, void *const *kc,
+                        void *const *vc, const long *geom, long nseg, long Hq, long Hkv, long Dk, long Dv,
+                        float scale, int vink, int bf16) {
   long *q0 = malloc(sizeof(long) * (size_t)(5 * nseg + 1));
   if (!q0) abort();
   long *n = q0 + nseg, *past = n + nseg, *cap = past + nseg, *istart = cap + nseg;
@@ -1840,8 +1951,15 @@ void k_attention_ragged(float *out, const float *q, const float *knew, const flo
     /* the append: rows [past, past + n) of every kv head */
     for (long h = 0; h < Hkv; h++)
       for (long i = 0; i < n[s]; i++) {
-        memcpy(kc[s] + (h * cap[s] + past[s] + i) * Dk, knew + ((tok + i) * Hkv + h) * Dk, sizeof(float) * (size_t)Dk);
-        if (!vink) memcpy(vc[s] + (h * cap[s] + past[s] + i) * Dv, vnew + ((tok + i) * Hkv + h) * Dv, sizeof(float) * (size_t)Dv);
+        const long kr = (h * cap[s] + past[s] + i) * Dk, vr = (h * cap[s] + past[s] + i) * Dv;
+        const float *ks = knew + ((tok + i) * Hkv + h) * Dk, *vs = vink ? NULL : vnew + ((tok + i) * Hkv + h) * Dv;
+        if (bf16) { /* rounded to nearest even (qsmall.h) */
+          r1_round_bf16(ks, (uint16_t *)kc[s] + kr, Dk);
+          if (!vink) r1_round_bf16(vs, (uint16_t *)vc[s] + vr, Dv);
+        } else {
+          memcpy((float *)kc[s] + kr, ks, sizeof(float) * (size_t)Dk);
+          if (!vink) memcpy((float *)vc[s] + vr, vs, sizeof(float) * (size_t)Dv);
+        }
       }
     items += Hkv * ((n[s] + nq - 1) / nq);
     work += (double)Hq * n[s] * (past[s] + n[s]) * (Dk + Dv);
@@ -1851,7 +1969,7 @@ void k_attention_ragged(float *out, const float *q, const float *knew, const flo
   memset(&c, 0, sizeof c);
   c.out = out; c.q = q; c.kc = kc; c.vc = vc; c.q0 = q0; c.n = n; c.past = past; c.cap = cap; c.istart = istart;
   c.nseg = nseg; c.Hq = Hq; c.Hkv = Hkv; c.Dk = Dk; c.Dv = Dv; c.G = G; c.nq = nq; c.nitems = items;
-  c.vink = vink; c.scale = scale;
+  c.vink = vink; c.bf16 = bf16; c.scale = scale;
   atomic_init(&c.next, 0);
   if (items > 0) {
     /* A lower bar than ATTN_MT_WORK: these calls stream caches from DRAM, and two threads keep more reads in flight

@@ -58,10 +58,11 @@ void k_attention(float *out, float *lse, const float *q, const float *k, const f
                  const long *kv_strides /* [kRow, kHead, vRow, vHead] or NULL = dense */);
 /* Ragged inference attention with the cache append (kernels.c): geom holds [n, past, cap] per sequence; q [N, Hq, Dk],
  * knew [N, Hkv, Dk], vnew [N, Hkv, Dv] (unused with vink: values are the first Dv columns of the key rows),
- * kc[s] [Hkv, cap, Dk], vc[s] [Hkv, cap, Dv], out [N, Hq, Dv]. */
-void k_attention_ragged(float *out, const float *q, const float *knew, const float *vnew, float *const *kc,
-                        float *const *vc, const long *geom, long nseg, long Hq, long Hkv, long Dk, long Dv,
-                        float scale, int vink);
+ * kc[s] [Hkv, cap, Dk], vc[s] [Hkv, cap, Dv], out [N, Hq, Dv]. bf16: the caches hold bf16 bit patterns (uint16; new rows
+ * rounded to nearest even, read back exactly), else f32. */
+void k_attention_ragged(float *out, const float *q, const float *knew, const float *vnew, void *const *kc,
+                        void *const *vc, const long *geom, long nseg, long Hq, long Hkv, long Dk, long Dv,
+                        float scale, int vink, int bf16);
 void k_attention_grad(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *out, const float *lse, const float *mask, const long *mst,
                       long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal);

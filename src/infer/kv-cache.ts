@@ -5,13 +5,21 @@
  *   normalised latent and the shared RoPE key (576 values per token per layer for V3).
  * The runner packs several sequences' new tokens into one ragged batch (prefill chunks and single decode
  * tokens together), so weights are streamed once per step for the whole batch.
+ *
+ * Cache element type (ModelRunner option kvCache): 'f32', or 'bf16' (2 bytes per value: new rows are rounded to
+ * nearest even once, on the append, and read back exactly, so attention streams half the bytes); 'auto' (default)
+ * picks the model's weight precision as vLLM's kv_cache_dtype=auto does: bf16 when the model's layers are packed
+ * (bf16 or fp8 weights, src/nn/packed-weights.ts), else the model's own dtype. llama.cpp's default is an F16 cache.
  */
 import { Tensor, tidy, keep, noGrad, alias } from '../tensor/index.js';
-import type { KVPair } from '../nn/attention.js';
+import type { CacheDtype, KVPair } from '../nn/attention.js';
 import type { MLACache } from '../models/deepseek-v3.js';
 import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
 import type { CausalLM } from '../models/load.js';
 import type { ModelConfig } from '../models/config.js';
+import { weightBytes } from '../nn/packed-weights.js';
+import { ITEM_SIZE } from '../tensor/dtype.js';
+import { UsageError } from '../errors.js';
 
 type LayerCache = KVPair | MLACache;
 
@@ -41,7 +49,7 @@ export class SequenceCache {
   bytes(): number {
     if (!this.layers) return 0;
     let n = 0;
-    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size * (t.dtype === 'f64' ? 8 : 4);
+    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size * ITEM_SIZE[t.dtype];
     return n;
   }
   /** Take ownership of the extended cache and release the old one. */
@@ -78,11 +86,24 @@ export interface StepInput {
 }
 
 /** Runs a model on ragged batches with caches; no autograd, no leaked tensors. */
+/** Values of a --kv-cache flag. */
+export type KvCacheOption = 'auto' | 'f32' | 'bf16';
+export const KV_CACHE_OPTIONS: readonly KvCacheOption[] = ['auto', 'f32', 'bf16'];
+export function parseKvCache(s: string, where = '--kv-cache'): KvCacheOption {
+  if ((KV_CACHE_OPTIONS as readonly string[]).includes(s)) return s as KvCacheOption;
+  throw new UsageError(`${where} must be one of ${KV_CACHE_OPTIONS.join(', ')}, got '${s}'`);
+}
+
 export class ModelRunner {
   readonly config: ModelConfig;
-  constructor(readonly model: CausalLM) {
+  /** Element type of the caches this runner creates. */
+  readonly cacheDtype: CacheDtype;
+  constructor(readonly model: CausalLM, opts: { kvCache?: KvCacheOption } = {}) {
     this.config = model.config;
     model.eval();
+    const want = opts.kvCache ?? 'auto';
+    const own = model.model.embed_tokens.weight.dtype === 'f64' ? 'f64' : 'f32';
+    this.cacheDtype = want === 'auto' ? (weightBytes(model).packed > 0 ? 'bf16' : own) : want;
   }
   /** The longest sequence the model's RoPE table covers. */
   get contextLength(): number {
@@ -100,7 +121,7 @@ export class ModelRunner {
     const V = this.vocabSize;
     return noGrad(() => tidy(() => {
       const segs = inputs.map((s) => ({ ids: s.ids, past: (s.cache.layers ?? null) as never, pastLength: s.cache.length }));
-      const r = this.model instanceof DeepseekV3ForCausalLM ? this.model.forwardSegments(segs, all) : this.model.forwardSegments(segs, all);
+      const r = this.model instanceof DeepseekV3ForCausalLM ? this.model.forwardSegments(segs, all, this.cacheDtype) : this.model.forwardSegments(segs, all, this.cacheDtype);
       const logits = r.logits.dtype === 'f32' ? (r.logits.toArray() as Float32Array) : Float32Array.from(r.logits.toArray() as Float64Array);
       r.caches.forEach((c, i) => inputs[i]!.cache.replace(c, inputs[i]!.cache.length + inputs[i]!.ids.length));
       const out: Float32Array[][] = [];

@@ -20,6 +20,7 @@ import { Module, ModuleList, dtypeOf, type InitOptions } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { reserveRows } from '../nn/kv-buffer.js';
+import type { CacheDtype } from '../nn/attention.js';
 import { RMSNorm } from '../nn/norm.js';
 import { SwiGLU } from '../nn/mlp.js';
 import { ropeTables, yarnMscale } from '../nn/rope.js';
@@ -46,7 +47,13 @@ export function mlaSoftmaxScale(c: DeepseekConfig): number {
 /** From forwardSegments, kv is a view of a buffer with spare rows (kvBuf; src/nn/kv-buffer.ts). */
 export interface MLACache { kv: Tensor; kvBuf?: Tensor | null }
 
-export interface RopeCtx { cos: Tensor; sin: Tensor; positions: Tensor }
+export interface RopeCtx {
+  cos: Tensor;
+  sin: Tensor;
+  positions: Tensor;
+  /** forwardSegments: the dtype of new MLA cache buffers (default x's; src/nn/attention.ts AttentionContext). */
+  cacheDtype?: CacheDtype;
+}
 
 export class MLA extends Module {
   readonly q_proj: Linear | null = null;
@@ -160,7 +167,7 @@ export class MLA extends Module {
     const wUv = w.narrow(1, c.qkNopeHeadDim, c.vHeadDim);
     const qAbs = T.matmul(qNope.permute(2, 0, 1, 3).reshape(H, N, c.qkNopeHeadDim), wUk).reshape(H, 1, N, L).permute(1, 0, 2, 3);
     const q = T.cat([qAbs, qPe.transpose(1, 2)], 3).transpose(1, 2).reshape(N, H, L + c.qkRopeHeadDim); // token-major
-    const bufs = segments.map((s) => reserveRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, s.length, 1, L + c.qkRopeHeadDim, x.dtype));
+    const bufs = segments.map((s) => reserveRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, s.length, 1, L + c.qkRopeHeadDim, r.cacheDtype ?? x.dtype));
     // One call for all sequences: each one's latent rows are appended to its cache and attended; the values are the
     // first L columns of each cached row, read in place.
     const oLatent = T.raggedAttention(q, kvNew.reshape(N, 1, L + c.qkRopeHeadDim), null,
@@ -499,9 +506,9 @@ export class DeepseekV3ForCausalLM extends Module {
    * cache (one MLACache per main layer). Returns logits [R, vocab] for each segment's last token (every
    * token with all = true), the final hidden rows (pre-norm, for MTP drafting) and the extended caches.
    */
-  forwardSegments(segs: readonly SegmentInput<MLACache[]>[], all = false): { logits: Tensor; hidden: Tensor; caches: MLACache[][] } {
+  forwardSegments(segs: readonly SegmentInput<MLACache[]>[], all = false, cacheDtype?: CacheDtype): { logits: Tensor; hidden: Tensor; caches: MLACache[][] } {
     const p = packSegments(segs, this.cos.shape[0]!, this.config.vocabSize, 'deepseek_v3', all);
-    const r: RopeCtx = { cos: this.cos, sin: this.sin, positions: p.positions };
+    const r: RopeCtx = { cos: this.cos, sin: this.sin, positions: p.positions, cacheDtype };
     let x = this.model.embed_tokens.forward(p.ids);
     const caches: MLACache[][] = segs.map(() => []);
     this.mainLayers.forEach((layer, li) => {

@@ -21,7 +21,11 @@ export interface AttentionContext {
   positions: Tensor;
   /** Optional additive mask broadcastable to [B, H, S, Skv]. */
   mask?: Tensor | null;
+  /** forwardSegments: the dtype of new KV cache buffers (default x's; 'bf16' halves them). A cache keeps its dtype. */
+  cacheDtype?: CacheDtype;
 }
+/** Element types an inference KV cache can have. */
+export type CacheDtype = 'f32' | 'f64' | 'bf16';
 
 export class GQAttention extends Module {
   readonly q_proj: Linear;
@@ -64,8 +68,9 @@ export class GQAttention extends Module {
     const q = rope(this.q_proj.forward(x).reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half');
     const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half');
     const v = this.v_proj.forward(x).reshape(1, N, Hkv, D);
-    const kb = segments.map((s) => reserveRows(s.past ? { view: s.past.k, buf: s.past.kBuf ?? null } : null, s.length, Hkv, D, x.dtype));
-    const vb = segments.map((s) => reserveRows(s.past ? { view: s.past.v, buf: s.past.vBuf ?? null } : null, s.length, Hkv, D, x.dtype));
+    const cd = ctx.cacheDtype ?? x.dtype;
+    const kb = segments.map((s) => reserveRows(s.past ? { view: s.past.k, buf: s.past.kBuf ?? null } : null, s.length, Hkv, D, cd));
+    const vb = segments.map((s) => reserveRows(s.past ? { view: s.past.v, buf: s.past.vBuf ?? null } : null, s.length, Hkv, D, cd));
     // One call for all sequences: appends each one's new rows to its cache and attends (token-major in and out).
     const o = raggedAttention(q.reshape(N, H, D), k.reshape(N, Hkv, D), v.reshape(N, Hkv, D),
       segments.map((s, i) => ({ length: s.length, past: kb[i]!.len, k: kb[i]!.buf, v: vb[i]!.buf })));

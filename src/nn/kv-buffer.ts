@@ -26,7 +26,8 @@ export function cacheCapacity(need: number): number {
 /**
  * Room for n more rows after `past` without writing them (raggedAttention writes them): returns the buffer
  * [1, H, cap >= len + n, D] holding past's rows first (the same storage when they fit, else a larger copy) and len.
- * After the write, the cache is `buf.narrow(2, 0, len + n)`.
+ * After the write, the cache is `buf.narrow(2, 0, len + n)`. `dtype` is that of a new cache; an existing one keeps
+ * its own (a sequence's rows are never re-rounded).
  */
 export function reserveRows(past: GrowingRows | null, n: number, H: number, D: number, dtype: Tensor['dtype']): { buf: Tensor; len: number } {
   const len = past ? past.view.shape[2]! : 0;
@@ -34,7 +35,7 @@ export function reserveRows(past: GrowingRows | null, n: number, H: number, D: n
   if (past && past.buf && past.buf.shape[2]! >= need && past.buf.shape[1] === H && past.buf.shape[3] === D) {
     return { buf: alias(past.buf), len };
   }
-  const buf = empty([1, H, cacheCapacity(need), D], dtype);
+  const buf = empty([1, H, cacheCapacity(need), D], past ? past.view.dtype : dtype);
   if (past && len > 0) copyInto(buf.narrow(2, 0, len), past.view);
   return { buf, len };
 }

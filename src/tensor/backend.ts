@@ -15,6 +15,9 @@
  */
 
 export type FArray = Float32Array | Float64Array;
+/** An inference KV cache buffer: f32/f64 like the queries, or bf16 bit patterns (Uint16Array; new rows rounded to
+ * nearest even on the append, read back exactly). All caches of one call share one type. */
+export type CacheArray = FArray | Uint16Array;
 /** Any storage array (see dtype.ts). */
 export type AnyArray = Float32Array | Float64Array | Uint16Array | Uint8Array | Int32Array | BigInt64Array;
 
@@ -179,8 +182,8 @@ export interface Backend {
    * attends to cache rows [0, past + i]: out [N, Hq, Dv] = softmax(scale q k^T) v. valuesInKeys: the values are the
    * first Dv columns of the key rows (MLA's latent cache); vNew and vCaches are then unused (may be null).
    */
-  attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly FArray[],
-    vCaches: readonly FArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
+  attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly CacheArray[],
+    vCaches: readonly CacheArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
     scale: number, valuesInKeys: boolean): void;
   /**
    * Backward of attention given out and lse from the forward pass. dq, dk, dv are written (not accumulated):

@@ -131,6 +131,49 @@ for (const be of BACKENDS) {
   });
 }
 
+for (const be of BACKENDS) {
+  test(`raggedAttention (${be}): bf16 caches round the new rows (and the scaled queries) and attend like f32 caches holding the rounded values`, () => {
+    if (be === 'js') T.setBackend('js');
+    try {
+      T.noGrad(() => T.tidy(() => {
+        const rng = new T.Rng(21);
+        for (const { Hq, Hkv, Dk, Dv, seqs, vInK } of [
+          { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: Array.from({ length: 16 }, (_, i) => [1, 280 + i]), vInK: false }, // S1 decode step
+          { Hq: 6, Hkv: 1, Dk: 20, Dv: 12, seqs: [[3, 70], [1, 1], [40, 0]], vInK: true }, // MLA-like, head dims not multiples of 16
+          { Hq: 4, Hkv: 2, Dk: 15, Dv: 9, seqs: [[2, 100], [7, 0]], vInK: false }, // an odd Dk: keys widened, no pair products
+        ]) {
+          const N = seqs.reduce((a, [n]) => a + n!, 0);
+          const q = T.randn([N, Hq, Dk], { rng }), kNew = T.randn([N, Hkv, Dk], { rng });
+          const vNew = vInK ? null : T.randn([N, Hkv, Dv], { rng });
+          const caches = seqs.map(([n, past]) => {
+            const cap = past! + n! + 3;
+            return { length: n!, past: past!, k: T.randn([1, Hkv, cap, Dk], { rng }).to('bf16'), v: vInK ? null : T.randn([1, Hkv, cap, Dv], { rng }).to('bf16') };
+          });
+          // the f32 twin: caches holding the same (bf16) values, new rows rounded the same way
+          const twin = caches.map((c) => ({ ...c, k: c.k.to('f32'), v: c.v ? c.v.to('f32') : null }));
+          const r = (t: T.Tensor | null) => (t ? t.to('bf16').to('f32') : null);
+          const out = T.raggedAttention(q, kNew, vNew, caches, { scale: 0.25, valueDim: vInK ? Dv : undefined });
+          // scale 1/4 (a power of two): rounding q * scale to bf16 equals rounding q, then scaling
+          const want = T.raggedAttention(r(q)!, r(kNew)!, r(vNew), twin, { scale: 0.25, valueDim: vInK ? Dv : undefined });
+          const d = maxDiff(out.toArray() as Float32Array, want.toArray() as Float32Array);
+          assert.ok(d < 1e-5, `${be} Hq=${Hq} Dk=${Dk}: bf16 caches differ from their f32 twin by ${d}`);
+          caches.forEach((c, i) => { // the caches hold the rounded new rows (bit patterns equal to the twin's values)
+            assert.deepEqual(c.k.to('f32').toArray(), twin[i]!.k.toArray(), `seq ${i} keys`);
+            if (c.v) assert.deepEqual(c.v.to('f32').toArray(), twin[i]!.v!.toArray(), `seq ${i} values`);
+          });
+        }
+        const q = T.randn([1, 2, 8]);
+        assert.throws(() => T.raggedAttention(q, T.randn([1, 1, 8]), T.randn([1, 1, 8]),
+          [{ length: 1, past: 0, k: T.zeros([1, 1, 4, 8]).to('bf16'), v: T.zeros([1, 1, 4, 8]) }]), /must all be f32 \(as q\) or all bf16/);
+        assert.throws(() => T.raggedAttention(q, T.randn([1, 1, 8]), T.randn([1, 1, 8]),
+          [{ length: 1, past: 0, k: T.zeros([1, 1, 4, 8]).to('f16'), v: T.zeros([1, 1, 4, 8]).to('f16') }]), /must all be f32 \(as q\) or all bf16, got f16/);
+      }));
+    } finally {
+      T.setBackend('native');
+    }
+  });
+}
+
 test('raggedAttention: native and js agree; bad calls are errors that name the problem', () => {
   T.noGrad(() => T.tidy(() => {
     const rng = new T.Rng(12);

@@ -15,7 +15,7 @@
  *   argument instead of silently reading `undefined` (NaN).
  */
 import type {
-  AnyArray, Backend, BinaryOp, CompareOp, FArray, KVStrides, RaggedSegment, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
+  AnyArray, Backend, BinaryOp, CacheArray, CompareOp, FArray, KVStrides, RaggedSegment, ReduceOp, RopeLayout, Strided, UnaryGradOp, UnaryOp,
 } from '../backend.js';
 import { DTypeError, R1Error, ShapeError } from '../../errors.js';
 
@@ -1021,9 +1021,13 @@ function scoreRow(s: Float64Array, q: FArray, qBase: number, k: FArray, kBase: n
   return mx;
 }
 
-function attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly FArray[],
-  vCaches: readonly FArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
+function attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | null, kCaches: readonly CacheArray[],
+  vCaches: readonly CacheArray[] | null, segs: readonly RaggedSegment[], Hq: number, Hkv: number, Dk: number, Dv: number,
   scale: number, valuesInKeys: boolean): void {
+  const bf = kCaches[0] instanceof Uint16Array;
+  if ([...kCaches, ...(valuesInKeys ? [] : vCaches ?? [])].some((c) => (c instanceof Uint16Array) !== bf)) {
+    throw new DTypeError('js.attentionRagged: the key and value caches must all be bf16 (Uint16Array) or all float arrays');
+  }
   if (Hkv < 1 || Hq % Hkv !== 0) throw new ShapeError(`js.attentionRagged: Hq = ${Hq} must be a multiple of Hkv = ${Hkv} (>= 1)`);
   if (valuesInKeys && Dv > Dk) throw new ShapeError(`js.attentionRagged: valuesInKeys: Dv = ${Dv} exceeds Dk = ${Dk}`);
   if (kCaches.length !== segs.length || (!valuesInKeys && (!vCaches || vCaches.length !== segs.length || !vNew))) {
@@ -1042,25 +1046,32 @@ function attentionRagged(out: FArray, q: FArray, kNew: FArray, vNew: FArray | nu
   }
   let t0 = 0;
   const sc = new Float64Array(segs.reduce((m, g) => Math.max(m, g.past + g.n), 0));
+  const put = bf ? (x: number) => f32ToBf16Bits(x) : (x: number) => x;
+  // bf16 caches: the scaled queries are rounded to bf16 as well (every score a sum of exact bf16 products)
+  const qs = bf ? Float32Array.from(q.subarray(0, N * Hq * Dk), (x) => bf16BitsToF32(f32ToBf16Bits(Math.fround(x * scale)))) : q;
+  const qScale = bf ? 1 : scale;
   segs.forEach((g, s) => {
-    const kc = kCaches[s]!, vc = valuesInKeys ? kc : vCaches![s]!;
+    const kw = kCaches[s]!, vw = valuesInKeys ? kw : vCaches![s]!;
     const vRow = valuesInKeys ? Dk : Dv;
     const vBase = valuesInKeys ? g.kOffset : g.vOffset;
     for (let h = 0; h < Hkv; h++) {
       for (let i = 0; i < g.n; i++) {
         const dst = g.kOffset + (h * g.cap + g.past + i) * Dk, src = ((t0 + i) * Hkv + h) * Dk;
-        for (let d = 0; d < Dk; d++) kc[dst + d] = kNew[src + d]!;
+        for (let d = 0; d < Dk; d++) kw[dst + d] = put(kNew[src + d]!);
         if (!valuesInKeys) {
           const vd = g.vOffset + (h * g.cap + g.past + i) * Dv, vs = ((t0 + i) * Hkv + h) * Dv;
-          for (let d = 0; d < Dv; d++) vc[vd + d] = vNew![vs + d]!;
+          for (let d = 0; d < Dv; d++) vw[vd + d] = put(vNew![vs + d]!);
         }
       }
     }
+    // bf16 caches are read as the f32 values their bit patterns hold (a widened copy: this is the reference path)
+    const kc: FArray = kw instanceof Uint16Array ? Float32Array.from(kw, bf16BitsToF32) : kw;
+    const vc: FArray = valuesInKeys ? kc : vw instanceof Uint16Array ? Float32Array.from(vw, bf16BitsToF32) : vw;
     for (let i = 0; i < g.n; i++) {
       const visible = g.past + i + 1;
       for (let h = 0; h < Hq; h++) {
         const kvh = Math.floor(h / G);
-        const mx = scoreRow(sc, q, ((t0 + i) * Hq + h) * Dk, kc, g.kOffset + kvh * g.cap * Dk, Dk, visible, null, 0, 0, scale);
+        const mx = scoreRow(sc, qs, ((t0 + i) * Hq + h) * Dk, kc, g.kOffset + kvh * g.cap * Dk, Dk, visible, null, 0, 0, qScale);
         let sum = 0;
         for (let j = 0; j < visible; j++) { sc[j] = Math.exp(sc[j]! - mx); sum += sc[j]!; }
         const ob = ((t0 + i) * Hq + h) * Dv;

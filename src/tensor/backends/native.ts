@@ -60,7 +60,7 @@ interface Addon {
     B: number, Hq: number, Hkv: number, Sq: number, Sk: number, Dk: number, Dv: number, scale: number, causal: boolean,
     kvStrides: Float64Array | null): void;
   attentionRagged(out: Float32Array, q: Float32Array, kNew: Float32Array, vNew: Float32Array | null,
-    kCaches: Float32Array[], vCaches: Float32Array[] | null, geom: Float64Array, Hq: number, Hkv: number, Dk: number,
+    kCaches: (Float32Array | Uint16Array)[], vCaches: (Float32Array | Uint16Array)[] | null, geom: Float64Array, Hq: number, Hkv: number, Dk: number,
     Dv: number, scale: number, valuesInKeys: boolean): void;
   attentionGrad(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
     v: Float32Array, out: Float32Array, lse: Float32Array, mask: Float32Array | null, maskGeom: Float64Array | null,
@@ -303,13 +303,16 @@ function wrap(A: Addon): NativeBackend {
     },
 
     attentionRagged(out, q, kNew, vNew, kCaches, vCaches, segs, Hq, Hkv, Dk, Dv, scale, valuesInKeys) {
-      if (!f32(out) || !f32(q) || !f32(kNew) || (!valuesInKeys && (!vNew || !f32(vNew) || !vCaches || !vCaches.every(f32))) || !kCaches.every(f32)) {
+      // the caches: all f32, or all bf16 bit patterns (Uint16Array)
+      const caches = valuesInKeys ? kCaches : [...kCaches, ...(vCaches ?? [])];
+      const cachesOk = caches.every(f32) || (caches.length > 0 && caches.every((c) => c instanceof Uint16Array));
+      if (!f32(out) || !f32(q) || !f32(kNew) || (!valuesInKeys && (!vNew || !f32(vNew) || !vCaches)) || !cachesOk) {
         return jsBackend.attentionRagged(out, q, kNew, vNew, kCaches, vCaches, segs, Hq, Hkv, Dk, Dv, scale, valuesInKeys);
       }
       const geom = new Float64Array(5 * segs.length);
       segs.forEach((g, s) => geom.set([g.n, g.past, g.cap, g.kOffset, g.vOffset], 5 * s));
-      A.attentionRagged(out, q, kNew, valuesInKeys ? null : vNew as Float32Array, kCaches as Float32Array[],
-        valuesInKeys ? null : vCaches as Float32Array[], geom, Hq, Hkv, Dk, Dv, scale, valuesInKeys);
+      A.attentionRagged(out, q, kNew, valuesInKeys ? null : vNew as Float32Array, kCaches as (Float32Array | Uint16Array)[],
+        valuesInKeys ? null : vCaches as (Float32Array | Uint16Array)[], geom, Hq, Hkv, Dk, Dv, scale, valuesInKeys);
     },
 
     attentionGrad(dq, dk, dv, dout, q, k, v, out, lse, mask, B, Hq, Hkv, Sq, Sk, Dk, Dv, scale, causal) {

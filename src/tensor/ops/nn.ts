@@ -2,10 +2,10 @@
  * Fused neural-network ops, each one kernel forward and one backward (DESIGN: "fuse where bytes dominate"):
  * softmax/log_softmax, RMSNorm, RoPE, cross-entropy, scaled-dot-product attention, SiLU*mul (SwiGLU).
  */
-import type { FArray, KVStrides, RopeLayout } from '../backend.js';
+import type { CacheArray, FArray, KVStrides, RopeLayout } from '../backend.js';
 import { record, isGradEnabled } from '../autograd.js';
 import { Tensor, empty, fmtShape } from '../tensor.js';
-import { ShapeError } from '../../errors.js';
+import { DTypeError, ShapeError } from '../../errors.js';
 import { backendFor, farr, floatArgs, normAxis, sameShape } from './common.js';
 import { contiguous, transpose } from './shape.js';
 import { indexArray } from './indexing.js';
@@ -243,7 +243,14 @@ export interface RaggedSequence {
 export function raggedAttention(q: Tensor, kNew: Tensor, vNew: Tensor | null, seqs: readonly RaggedSequence[],
   opts: { scale?: number; valueDim?: number } = {}): Tensor {
   const caches = seqs.flatMap((s) => (s.v ? [s.k, s.v] : [s.k]));
-  const dt = floatArgs('raggedAttention', q, kNew, ...(vNew ? [vNew] : []), ...caches);
+  const dt = floatArgs('raggedAttention', q, kNew, ...(vNew ? [vNew] : []));
+  // The caches: q's dtype, or all bf16 (a half-size inference cache: rows rounded on the append, read back exactly;
+  // the scaled queries are then rounded to bf16 too, so each score is a sum of exact products, as llama.cpp rounds
+  // queries to its F16 cache's type).
+  const cacheDt = caches[0]?.dtype ?? dt;
+  if ((cacheDt !== dt && cacheDt !== 'bf16') || caches.some((c) => c.dtype !== cacheDt)) {
+    throw new DTypeError(`raggedAttention: the caches must all be ${dt} (as q) or all bf16, got ${[...new Set(caches.map((c) => c.dtype))].join(', ')}`);
+  }
   if (isGradEnabled() && [q, kNew, vNew, ...caches].some((t) => t?.requiresGrad)) {
     throw new ShapeError('raggedAttention: inference only (it writes the caches in place); run it under noGrad');
   }
@@ -287,7 +294,7 @@ export function raggedAttention(q: Tensor, kNew: Tensor, vNew: Tensor | null, se
   const out = empty([N, Hq, Dv], dt);
   const scale = opts.scale ?? 1 / Math.sqrt(Dk);
   backendFor(dt).attentionRagged(farr(out), farr(contiguous(q)), farr(contiguous(kNew)), vNew ? farr(contiguous(vNew)) : null,
-    seqs.map((s) => s.k.raw as FArray), valuesInKeys ? null : seqs.map((s) => s.v!.raw as FArray), segs, Hq, Hkv, Dk, Dv,
+    seqs.map((s) => s.k.raw as CacheArray), valuesInKeys ? null : seqs.map((s) => s.v!.raw as CacheArray), segs, Hq, Hkv, Dk, Dv,
     scale, valuesInKeys);
   return out;
 }
