@@ -5,16 +5,23 @@ import type { SamplingParams } from '../infer/sampler.js';
 import { Progress } from './progress.js';
 import { ChatModel } from '../infer/chat.js';
 import { parseWeightFormat, type WeightFormat } from '../nn/packed-weights.js';
+import { parseKvCache, type KvCacheOption } from '../infer/kv-cache.js';
 
 /** --weights: how Linear weights are held for inference (src/nn/packed-weights.ts). */
-export const WEIGHTS_FLAG: FlagSpec = { weights: { type: 'string' } };
+export const WEIGHTS_FLAG: FlagSpec = { weights: { type: 'string' }, 'kv-cache': { type: 'string' } };
 export const WEIGHTS_USAGE = `  --weights F            Linear weights for inference: f32 (default), bf16 (half the bytes) or fp8 (E4M3 with
                          128x128 block scales, a quarter; an FP8 checkpoint stays as it is). Decode reads every
-                         weight per token, so fewer bytes decode faster; bf16/fp8 round the weights slightly`;
+                         weight per token, so fewer bytes decode faster; bf16/fp8 round the weights slightly
+  --kv-cache T           KV cache values: auto (default: bf16 with --weights bf16/fp8, else f32), f32 or bf16
+                         (half the bytes; keys, values and the scaled queries rounded to bf16)`;
 
 /** The --weights value (default f32), with the command's name in the error. */
 export function weightsFlag(cmd: string, v: Parsed['values']): WeightFormat {
   return v['weights'] === undefined ? 'f32' : parseWeightFormat(String(v['weights']), `r1 ${cmd}: --weights`);
+}
+/** The --kv-cache value (default auto). */
+export function kvCacheFlag(cmd: string, v: Parsed['values']): KvCacheOption {
+  return v['kv-cache'] === undefined ? 'auto' : parseKvCache(String(v['kv-cache']), `r1 ${cmd}: --kv-cache`);
 }
 
 export const SAMPLING_FLAGS: FlagSpec = {
@@ -58,6 +65,8 @@ export interface GenerationFlags {
   context?: number;
   /** --weights (default 'f32'). */
   weights: WeightFormat;
+  /** --kv-cache (default 'auto'). */
+  kvCache: KvCacheOption;
 }
 
 export function generationFlags(cmd: string, v: Parsed['values']): GenerationFlags {
@@ -81,6 +90,7 @@ export function generationFlags(cmd: string, v: Parsed['values']): GenerationFla
     thinkingBudget: opt('thinking-budget', { int: true, min: 0 }),
     context: opt('context', { int: true, min: 2 }),
     weights: weightsFlag(cmd, v),
+    kvCache: kvCacheFlag(cmd, v),
   };
 }
 
@@ -88,12 +98,13 @@ export function generationFlags(cmd: string, v: Parsed['values']): GenerationFla
  * Load a model folder for chatting, with a progress bar on stderr (none with --json). `weights` packs the Linear
  * weights to bf16/fp8 for inference (one line on stderr says how many and the bytes saved).
  */
-export function loadChatModel(dir: string, context: number | undefined, quiet: boolean, maxBatch?: number, weights: WeightFormat = 'f32'): ChatModel {
+export function loadChatModel(dir: string, context: number | undefined, quiet: boolean, maxBatch?: number, weights: WeightFormat = 'f32', kvCache: KvCacheOption = 'auto'): ChatModel {
   let bar: Progress | null = null;
   const m = ChatModel.load(dir, {
     maxPositions: context,
     maxBatch,
     weights,
+    kvCache,
     onProgress: (done, total, bytes, totalBytes) => {
       if (quiet) return;
       if (!bar) bar = new Progress({ total: totalBytes, label: 'loading', unit: 'bytes' });

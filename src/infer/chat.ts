@@ -10,7 +10,7 @@ import type { Tokenizer } from '../io/tokenizer/tokenizer.js';
 import { ChatTemplate, chatTemplateFromConfig, type ChatMessage } from '../io/chat-template.js';
 import { loadModel, type LoadOptions, type LoadedModel } from '../models/load.js';
 import { GenerationEngine, type GenerateRequest, type GenerateResult } from './generate.js';
-import { ModelRunner } from './kv-cache.js';
+import { ModelRunner, type KvCacheOption } from './kv-cache.js';
 import { ReasoningSplitter } from './reasoning.js';
 import { R1_DEFAULTS, type SamplingParams } from './sampler.js';
 
@@ -41,13 +41,13 @@ export class ChatModel {
   readonly tokenizer: Tokenizer;
   readonly template: ChatTemplate;
   readonly defaults: SamplingParams;
-  constructor(readonly loaded: LoadedModel, opts: { maxBatch?: number } = {}) {
+  constructor(readonly loaded: LoadedModel, opts: { maxBatch?: number; kvCache?: KvCacheOption } = {}) {
     if (!loaded.tokenizer) throw new FormatError(`${loaded.dir}: no tokenizer.json — a chat needs the model's tokenizer`);
     this.tokenizer = loaded.tokenizer;
     const cfg = this.tokenizer.config;
     if (!cfg || !cfg.chatTemplate) throw new FormatError(`${loaded.dir}: tokenizer_config.json has no chat_template`);
     this.template = chatTemplateFromConfig(cfg);
-    this.engine = new GenerationEngine(new ModelRunner(loaded.model), this.tokenizer, { maxBatch: opts.maxBatch });
+    this.engine = new GenerationEngine(new ModelRunner(loaded.model, { kvCache: opts.kvCache }), this.tokenizer, { maxBatch: opts.maxBatch });
     const g = loaded.generationConfig ?? {};
     this.defaults = {
       ...R1_DEFAULTS,
@@ -57,7 +57,7 @@ export class ChatModel {
     };
   }
 
-  static load(dir: string, opts: LoadOptions & { maxBatch?: number } = {}): ChatModel {
+  static load(dir: string, opts: LoadOptions & { maxBatch?: number; kvCache?: KvCacheOption } = {}): ChatModel {
     return new ChatModel(loadModel(dir, opts), opts);
   }
 

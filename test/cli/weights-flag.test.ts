@@ -1,4 +1,4 @@
-/** `--weights f32|bf16|fp8` on r1 run / eval: parsed, validated, and the packed model answers. */
+/** `--weights f32|bf16|fp8` and `--kv-cache auto|f32|bf16` on r1 run / eval: parsed, validated, and the model answers. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -29,13 +29,26 @@ test('r1 run --weights: f32, bf16 and fp8 all answer; greedy bf16 tokens equal f
     model.dispose();
     const out: Record<string, { tokens: number; content: string; reasoning: string }> = {};
     for (const w of ['f32', 'bf16', 'fp8']) {
-      const r = r1(['run', dir, 'What is 2 + 2?', '--temperature', '0', '--max-tokens', '8', '--weights', w, '--json']);
+      // an f32 cache throughout: the weights alone differ (a bf16 cache is checked below)
+      const r = r1(['run', dir, 'What is 2 + 2?', '--temperature', '0', '--max-tokens', '8', '--weights', w, '--kv-cache', 'f32', '--json']);
       assert.equal(r.code, 0, `--weights ${w}: ${r.stderr}`);
       out[w] = JSON.parse(r.stdout);
-      assert.equal(out[w]!.tokens, 8);
+      assert.equal(out[w]!.tokens, 8, `--weights ${w}: ${r.stdout}`);
     }
     // bf16 rounding moves these logits by ~0.3% (test/nn/packed-weights.test.ts): greedy picks stay the same here.
     assert.equal(out['bf16']!.reasoning + out['bf16']!.content, out['f32']!.reasoning + out['f32']!.content);
+    // --kv-cache: an f32 model with a bf16 cache (and bf16 weights with an f32 one) still answers the same here
+    for (const [w, kv] of [['f32', 'bf16'], ['bf16', 'f32']]) {
+      const r = r1(['run', dir, 'What is 2 + 2?', '--temperature', '0', '--max-tokens', '8', '--weights', w!, '--kv-cache', kv!, '--json']);
+      assert.equal(r.code, 0, `--weights ${w} --kv-cache ${kv}: ${r.stderr}`);
+      const o = JSON.parse(r.stdout) as { tokens: number; content: string; reasoning: string };
+      assert.equal(o.tokens, 8);
+      assert.equal(o.reasoning + o.content, out['f32']!.reasoning + out['f32']!.content, `--weights ${w} --kv-cache ${kv}`);
+    }
+    const badKv = r1(['run', dir, 'hi', '--kv-cache', 'q4']);
+    assert.equal(badKv.code, 2);
+    assert.match(badKv.stderr, /--kv-cache must be one of auto, f32, bf16, got 'q4'/);
+    assert.match(r1(['run', '--help']).stdout, /--kv-cache T/);
     const bad = r1(['run', dir, 'hi', '--weights', 'int4']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--weights must be one of f32, bf16, fp8, got 'int4'/);

@@ -30,7 +30,7 @@ const command: Command = {
     if (values['help']) { console.log(usage); return 0; }
     if (positionals.length !== 1) throw new UsageError(`r1 chat: expected one model folder, got ${positionals.length} arguments. See 'r1 chat --help'.`);
     const g = generationFlags('chat', values);
-    const chat = loadChatModel(positionals[0]!, g.context, false, undefined, g.weights);
+    const chat = loadChatModel(positionals[0]!, g.context, false, undefined, g.weights, g.kvCache);
     const tty = process.stdout.isTTY === true;
     const system: ChatMessage[] = values['system'] ? [{ role: 'system', content: String(values['system']) }] : [];
     let history: ChatMessage[] = [];

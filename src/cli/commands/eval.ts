@@ -3,7 +3,7 @@ import { parseFlags, numberFlag } from '../args.js';
 import { UsageError } from '../../errors.js';
 import { getTask, taskNames } from '../../tasks/index.js';
 import { evaluateTask } from '../../train/evaluate.js';
-import { loadChatModel, WEIGHTS_FLAG, weightsFlag } from '../sampling-flags.js';
+import { kvCacheFlag, loadChatModel, WEIGHTS_FLAG, weightsFlag } from '../sampling-flags.js';
 import { Progress } from '../progress.js';
 import { MetricsWriter } from '../../train/metrics.js';
 
@@ -24,7 +24,8 @@ top-p 0.95), as the R1 paper reports it. Answers are checked by the task's rule-
   --metrics FILE     append the result as a JSONL line (for r1 plot)
   --json             one JSON object
   --weights F        Linear weights: f32 (default), bf16 or fp8 (E4M3 + 128x128 block scales); fewer
-                     weight bytes decode faster (see r1 run --help)`;
+                     weight bytes decode faster (see r1 run --help)
+  --kv-cache T       KV cache values: auto (bf16 with packed weights, else f32), f32 or bf16`;
 
 const command: Command = {
   name: 'eval',
@@ -45,7 +46,7 @@ const command: Command = {
     const difficulty = values['difficulty'] === undefined ? undefined : numberFlag('eval', 'difficulty', values['difficulty'], { int: true });
     if (difficulty !== undefined && !task.difficulties.includes(difficulty)) throw new UsageError(`r1 eval: --difficulty ${difficulty} is not one of ${task.name}'s levels (${task.difficulties.join(', ')})`);
     const json = values['json'] === true;
-    const chat = loadChatModel(positionals[0]!, undefined, json, numberFlag('eval', 'batch', values['batch'], { int: true, min: 1, def: 32 }), weightsFlag('eval', values));
+    const chat = loadChatModel(positionals[0]!, undefined, json, numberFlag('eval', 'batch', values['batch'], { int: true, min: 1, def: 32 }), weightsFlag('eval', values), kvCacheFlag('eval', values));
     const problems = task.sample('test', n, { seed, difficulty });
     const bar = json ? null : new Progress({ total: n * (k + 1), label: 'eval', unit: 'completions' });
     const r = await evaluateTask(chat, task, problems, { k, seed, maxTokens: numberFlag('eval', 'max-tokens', values['max-tokens'], { int: true, min: 1, def: 256 }), think: values['no-think'] !== true, onProgress: (d) => bar?.update(d) });

@@ -28,7 +28,7 @@ const command: Command = {
     const g = generationFlags('run', values);
     const json = values['json'] === true;
     const hide = values['hide-thinking'] === true;
-    const chat = loadChatModel(dir, g.context, json, undefined, g.weights);
+    const chat = loadChatModel(dir, g.context, json, undefined, g.weights, g.kvCache);
     const tty = process.stdout.isTTY === true;
     let inReasoning = false;
     const messages = [...(values['system'] ? [{ role: 'system', content: String(values['system']) }] : []), { role: 'user', content: prompt }];
