@@ -35,7 +35,7 @@ import { UsageError } from '../src/errors.js';
 import { loadConfig, isDeepseek, type ModelConfig, type DenseConfig } from '../src/models/config.js';
 import { buildModel, type CausalLM } from '../src/models/load.js';
 import { parameterShapes, numel } from '../src/models/params.js';
-import { ModelRunner } from '../src/infer/kv-cache.js';
+import { ModelRunner, parseKvCache, type KvCacheOption } from '../src/infer/kv-cache.js';
 import { GenerationEngine } from '../src/infer/generate.js';
 import { packWeights, packableLinears, weightBytes } from '../src/nn/packed-weights.js';
 import { Rng, tidy, full } from '../src/tensor/index.js';
@@ -57,17 +57,18 @@ const USAGE = `usage: npm run bench -- generate [options]
   --new N               new tokens per sequence (default 128; --quick 8)
   --threads N           threads for r1ts, llama.cpp and torch (default: cores)
   --seed N              weights and prompts (default 1)
+  --kv-cache T          r1ts KV cache: auto (default: bf16 for bf16/fp8 weights, f32 for f32), f32 or bf16
   --no-peer             r1ts only;  --no-llama / --no-torch: leave one peer out
   --quick               small settings for a smoke run
   --json                one JSON object per row`;
 
 interface Opts {
   models: Shape[]; batches: number[]; dtypes: DType[]; prompt: number; gen: number; threads: number; seed: number;
-  json: boolean; llama: boolean; torch: boolean; quick: boolean;
+  json: boolean; llama: boolean; torch: boolean; quick: boolean; kvCache: KvCacheOption;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { models: ['T1', 'M1', 'S1'], batches: [1, 16], dtypes: ['f32', 'bf16', 'fp8'], prompt: 256, gen: 128, threads: availableParallelism(), seed: 1, json: false, llama: true, torch: true, quick: false };
+  const o: Opts = { models: ['T1', 'M1', 'S1'], batches: [1, 16], dtypes: ['f32', 'bf16', 'fp8'], prompt: 256, gen: 128, threads: availableParallelism(), seed: 1, json: false, llama: true, torch: true, quick: false, kvCache: 'auto' };
   let models = false, prompt = false, gen = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -99,6 +100,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--new') { gen = true; o.gen = intFlag('generate', a, val(), 2); }
     else if (a === '--threads') o.threads = intFlag('generate', a, val(), 1);
     else if (a === '--seed') o.seed = intFlag('generate', a, val(), 0);
+    else if (a === '--kv-cache') o.kvCache = parseKvCache(val(), 'bench generate: --kv-cache');
     else if (a === '--help' || a === '-h') { console.log(USAGE); process.exit(0); }
     else throw new UsageError(`bench generate: unknown option '${a}' (see --help)`);
   }
@@ -128,6 +130,8 @@ export interface Row {
   batch_speedup?: number;
   /** r1ts rows: bytes of weights the model holds in memory in this format (f32 parameters left + packed data), MB. */
   weights_mb?: number;
+  /** r1ts rows: the KV cache's element type (--kv-cache; auto = bf16 for packed weights). */
+  kv_cache?: string;
   peer?: string | null;
   peer_dtype?: string;
   peer_tokens_per_s?: number;
@@ -189,8 +193,9 @@ function prompts(seed: number, batch: number, len: number, vocab: number): numbe
 }
 
 /** Run B sequences through the engine; the steps that still consume prompt tokens are prefill, the rest decode. */
-function runEngine(model: CausalLM, ps: number[][], gen: number): { prefill: PhaseResult; decode: PhaseResult } {
-  const engine = new GenerationEngine(new ModelRunner(model), null, { maxBatch: ps.length, prefillChunk: Math.max(...ps.map((p) => p.length)) });
+function runEngine(model: CausalLM, ps: number[][], gen: number, kvCache: KvCacheOption = 'auto'): { prefill: PhaseResult; decode: PhaseResult; kvCache: string } {
+  const runner = new ModelRunner(model, { kvCache });
+  const engine = new GenerationEngine(runner, null, { maxBatch: ps.length, prefillChunk: Math.max(...ps.map((p) => p.length)) });
   const done = ps.map((p) => engine.submit({ prompt: p, maxTokens: gen, sampling: { temperature: 0 } }));
   void done;
   const prefill = { tokens: 0, seconds: 0 };
@@ -205,7 +210,7 @@ function runEngine(model: CausalLM, ps: number[][], gen: number): { prefill: Pha
     if (dp > 0) { prefill.tokens += dp; prefill.seconds += dt; } else { decode.tokens += dd; decode.seconds += dt; }
     if (!more) break;
   }
-  return { prefill, decode };
+  return { prefill, decode, kvCache: runner.cacheDtype };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -337,11 +342,12 @@ export default async function main(argv: string[]): Promise<void> {
       const promptsOf = new Map(o.batches.map((b) => [b, prompts(o.seed, b, o.prompt, config.vocabSize)]));
       const mine: Row[] = [];
       const peers: Row[] = [];
-      const phaseRows = (impl: string, dtype: string, batch: number, r: { prefill: PhaseResult; decode: PhaseResult }, bytes: number | null, heldBytes?: number): void => {
+      const phaseRows = (impl: string, dtype: string, batch: number, r: { prefill: PhaseResult; decode: PhaseResult; kvCache?: string }, bytes: number | null, heldBytes?: number): void => {
         for (const phase of ['prefill', 'decode'] as const) {
           const x = r[phase];
           const row: Row = { bench: 'generate', impl, model: shape, dtype, batch, phase, tokens: x.tokens, seconds: round(x.seconds, 4), tokens_per_s: round(x.tokens / x.seconds, 2) };
           if (heldBytes !== undefined) row.weights_mb = round(heldBytes / 1e6, 1);
+          if (r.kvCache) row.kv_cache = r.kvCache;
           if (phase === 'decode' && bytes && batch === 1) {
             row.weight_bytes_per_token = Math.round(bytes);
             row.roofline_tokens_per_s = round(bw.bytesPerS / bytes, 2);
@@ -375,9 +381,9 @@ export default async function main(argv: string[]): Promise<void> {
             bytes = decodeBytesPerToken(config, (n, s) => numel(s) * (packedNames.has(n) ? per : 4), sum.tiedHeadBytes || undefined);
           }
           // Warm-up (untimed): first touch of the weights and of the tensor pool, as the peers get below.
-          runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2);
+          runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2, o.kvCache);
           const held = weightBytes(model);
-          for (const b of o.batches) phaseRows('r1ts', dtype, b, runEngine(model, promptsOf.get(b)!, o.gen), bytes, held.dense + held.packed);
+          for (const b of o.batches) phaseRows('r1ts', dtype, b, runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache), bytes, held.dense + held.packed);
         } catch (e) {
           note(`r1ts ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
         } finally {
