@@ -1854,9 +1854,13 @@ static void rattn_team(void *vc_, int tid, int nteam) {
   uint16_t *Qh = (uint16_t *)(Vf + (c->vink ? 0 : KB * Dv)); /* [R, Dk] bf16 (Qw: its 32-bit pairs) */
   rattn_item cur, nxt;
   long it = atomic_fetch_add(&c->next, 1);
+  const long first = it;
   if (it < c->nitems) rattn_locate(c, it, &cur);
   while (it < c->nitems) {
-    long nit = c->nitems; /* claimed at this item's last block, so its first block can be fetched meanwhile */
+    /* The next item is claimed now, so its keys and values can be requested a share per block of this one (a steady
+     * stream instead of a burst at the item boundary, where its first block would otherwise wait on DRAM). */
+    const long nit = atomic_fetch_add(&c->next, 1);
+    if (nit < c->nitems) rattn_locate(c, nit, &nxt);
     const long ni = cur.ni, rows = cur.rows, past = cur.past, q0 = cur.q0, i0 = cur.i0, kvh = cur.kvh;
     /* The scale goes into the gathered queries: the small-product kernels take alpha = 1 only. */
     for (long i = 0; i < ni; i++)
@@ -1872,13 +1876,10 @@ static void rattn_team(void *vc_, int tid, int nteam) {
     const long kend = past + i0 + ni;
     for (long j0 = 0; j0 < kend; j0 += KB) {
       const long nj = min_l(KB, kend - j0);
-      if (j0 + KB < kend) rattn_prefetch(c, K, Vv, j0 + KB, min_l(j0 + 2 * KB, kend));
-      else { /* the last block: claim the next item and start its first block on its way */
-        nit = atomic_fetch_add(&c->next, 1);
-        if (nit < c->nitems) {
-          rattn_locate(c, nit, &nxt);
-          rattn_prefetch(c, nxt.K, nxt.V, 0, min_l(KB, nxt.kend));
-        }
+      if (it == first && j0 + KB < kend) rattn_prefetch(c, K, Vv, j0 + KB, min_l(j0 + 2 * KB, kend)); /* nothing came before */
+      if (nit < c->nitems) {
+        const long nbk = (kend + KB - 1) / KB, b = j0 / KB;
+        rattn_prefetch(c, nxt.K, nxt.V, b * nxt.kend / nbk, (b + 1) * nxt.kend / nbk);
       }
       const float *Kb = NULL, *Vb; /* this block's key rows [nj, Dk] and value rows (row stride vRow), f32 */
       if (c->bf16) {
