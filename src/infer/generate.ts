@@ -186,20 +186,24 @@ export class GenerationEngine {
     });
     let rows: Float32Array[][];
     try {
-      rows = this.runner.step(inputs);
+      rows = this.runner.step(inputs, false, { borrow: true }); // views of the logits, released after sampling
     } catch (e) {
       for (const s of batch) { s.cache.dispose(); s.reject(e as Error); }
       this.active = [];
       return this.queue.length > 0;
     }
     this.stats.steps++;
-    batch.forEach((s, i) => {
-      const fed = inputs[i]!.ids.length;
-      if (s.cache.length <= s.req.prompt.length) this.stats.prefillTokens += fed; else this.stats.decodeTokens += fed;
-      s.pending = s.pending.slice(fed);
-      if (s.pending.length) return; // still prefilling
-      this.advance(s, rows[i]![0]!);
-    });
+    try {
+      batch.forEach((s, i) => {
+        const fed = inputs[i]!.ids.length;
+        if (s.cache.length <= s.req.prompt.length) this.stats.prefillTokens += fed; else this.stats.decodeTokens += fed;
+        s.pending = s.pending.slice(fed);
+        if (s.pending.length) return; // still prefilling
+        this.advance(s, rows[i]![0]!);
+      });
+    } finally {
+      this.runner.releaseLogits();
+    }
     this.active = batch.filter((s) => {
       if (!s.done) return true;
       s.cache.dispose();
