@@ -891,6 +891,16 @@ static void argreduce_range(void *vc, long b, long e, int tid) {
   }
 }
 
+/* One long contiguous row (the sampler's logprob: a log-sum-exp over a 150K vocabulary per sequence) is split among
+ * the threads: each part's max and sum of exp, combined in double (k_xent). */
+#define SPLIT_MIN 32768
+#define SPLIT_MAX_PARTS 64
+typedef struct { const float *x; long n, parts; float m[SPLIT_MAX_PARTS]; double s[SPLIT_MAX_PARTS]; } split_ctx;
+static int split_parts(long n) {
+  const int t = r1_num_threads();
+  return n >= SPLIT_MIN && t > 1 ? (int)min_l(t, SPLIT_MAX_PARTS) : 1;
+}
+
 void k_argreduce(int is_min, int32_t *dst, const float *src, long outer, long n, long inner) {
   red_ctx c = {is_min, NULL, src, dst, outer, n, inner};
   r1_parallel_for(outer * inner, max_l(1, GRAIN / max_l(n, 1)), argreduce_range, &c);
@@ -1147,7 +1157,46 @@ static void xent_rows(void *vc, long b, long e, int tid) {
     c->loss[r] = (t == c->ign) ? 0.0f : l - x[t];
   }
 }
+/* A part of one long row: its max and sum exp(x - max), blockwise online as in xent_rows. */
+static void split_lse(void *vc, long b, long e, int tid) {
+  (void)tid;
+  split_ctx *c = vc;
+  const vops_t *V = vops();
+  for (long p = b; p < e; p++) {
+    const long lo = p * c->n / c->parts, hi = (p + 1) * c->n / c->parts;
+    float m = -INFINITY;
+    double s = 0;
+    for (long j0 = lo; j0 < hi; j0 += XBLK) {
+      const long n = min_l(XBLK, hi - j0);
+      const float bm = V->max(c->x + j0, n);
+      if (bm != bm) { m = NAN; break; }
+      if (bm > m) {
+        if (m != -INFINITY) s *= exp((double)m - (double)bm);
+        m = bm;
+      }
+      if (m == -INFINITY) continue;
+      s += V->sumexp(NULL, c->x + j0, n, m);
+    }
+    c->m[p] = m;
+    c->s[p] = s;
+  }
+}
 void k_xent(float *loss, float *lse, const float *logits, const int32_t *targets, long rows, long V, long ignore) {
+  if (rows == 1 && split_parts(V) > 1) { /* one long row (the sampler's logprob): split among the threads */
+    split_ctx c = {logits, V, split_parts(V), {0}, {0}};
+    r1_parallel_for(c.parts, 1, split_lse, &c);
+    float m = -INFINITY;
+    int nan = 0;
+    for (long p = 0; p < c.parts; p++) { if (c.m[p] != c.m[p]) nan = 1; else if (c.m[p] > m) m = c.m[p]; }
+    double s = 0;
+    if (!nan && m != -INFINITY && m != INFINITY)
+      for (long p = 0; p < c.parts; p++)
+        if (c.m[p] != -INFINITY) s += c.s[p] * exp((double)c.m[p] - (double)m);
+    const float l = nan ? NAN : (m == -INFINITY || m == INFINITY) ? m : (float)((double)m + log(s));
+    lse[0] = l;
+    loss[0] = targets[0] == ignore ? 0.0f : l - logits[targets[0]];
+    return;
+  }
   xent_ctx c = {loss, lse, NULL, logits, NULL, NULL, targets, V, ignore};
   r1_parallel_for(rows, row_grain(V), xent_rows, &c);
 }

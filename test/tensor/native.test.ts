@@ -324,6 +324,39 @@ test('native: argmax of long contiguous rows (the vectorised path): ties, NaN, i
   assert.deepEqual(Array.from(b), Array.from(a));
 });
 
+test('native: one long row (>= 32768, split among the threads): argmax and crossEntropy match the reference', { skip: SKIP }, () => {
+  const V = 151936;
+  const before = N.getThreads();
+  try {
+    for (const threads of [2, 3]) {
+      N.setThreads(threads);
+      const base = () => Float32Array.from({ length: V }, (_, i) => Math.sin(i * 0.37) * 4);
+      const cases: [string, Float32Array][] = [];
+      let r = base(); r[V - 3] = 30; r[40000] = 30; cases.push(['tie across parts: the first', r]);
+      r = base(); r[V - 1] = 31; cases.push(['max in the last part', r]);
+      r = base(); r[7] = 29; r[100000] = NaN; cases.push(['NaN', r]);
+      r = base(); r[90000] = Infinity; cases.push(['+inf', r]);
+      r = base().fill(-Infinity); r[120000] = 2; cases.push(['one finite value', r]);
+      cases.push(['all -inf', base().fill(-Infinity)]);
+      r = base(); for (let i = 0; i < V; i++) r[i]! += i / 2000; cases.push(['growing maxima', r]);
+      for (const [what, x] of cases) {
+        const a = new Int32Array(1), b = new Int32Array(1);
+        N.argReduce('argmax', a, x, 1, V, 1);
+        J.argReduce('argmax', b, x, 1, V, 1);
+        assert.equal(a[0], b[0], `argmax ${what}, ${threads} threads`);
+        const t = Int32Array.of(what === 'all -inf' ? 0 : a[0]!);
+        const l1 = new Float32Array(1), l2 = new Float32Array(1), s1 = new Float32Array(1), s2 = new Float32Array(1);
+        N.crossEntropy(l1, s1, x, t, 1, V, -100);
+        J.crossEntropy(l2, s2, x, t, 1, V, -100);
+        if (Number.isFinite(s2[0]!)) assertClose(`xent lse ${what}, ${threads} threads`, s1, s2, 1e-6, 1e-5);
+        else assert.ok(!Number.isFinite(s1[0]!), `xent lse ${what}, ${threads} threads: ${s1[0]} (reference ${s2[0]}) must stay non-finite`);
+      }
+    }
+  } finally {
+    N.setThreads(before);
+  }
+});
+
 test('native: matmul (transposes, batch broadcast, offsets, leading dims, accumulate)', { skip: SKIP }, () => {
   reseed(7);
   const cases: [number, number, number, number][] = [[1, 1, 1, 1], [1, 3, 7, 5], [2, 17, 31, 33], [3, 1, 63, 129],
