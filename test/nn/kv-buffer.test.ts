@@ -197,6 +197,18 @@ test('raggedAttention: native and js agree; bad calls are errors that name the p
     [{ length: 1, past: 0, k: kg, v: T.zeros([1, 2, 16, 16]) }]), /inference only/);
 });
 
+test('reserveRows: a bf16 cache grows by a bit-exact copy (native element copy) and keeps its dtype', () => {
+  T.noGrad(() => T.tidy(() => {
+    const buf = T.randn([1, 2, 64, 8], { rng: new T.Rng(4) }).to('bf16');
+    const view = buf.narrow(2, 0, 60);
+    const { buf: grown, len } = reserveRows({ view, buf }, 10, 2, 8, 'f32'); // an existing cache keeps bf16
+    assert.equal(len, 60);
+    assert.equal(grown.dtype, 'bf16');
+    assert.ok(grown.shape[2]! >= 70 && grown.raw !== buf.raw);
+    assert.deepEqual(Array.from(grown.narrow(2, 0, 60).toArray() as Uint16Array), Array.from(view.toArray() as Uint16Array));
+  }));
+});
+
 test('reserveRows: the same buffer while capacity lasts, a larger copy (past rows kept) when full', () => {
   T.noGrad(() => {
     const rng = new T.Rng(9);

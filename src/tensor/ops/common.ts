@@ -18,6 +18,12 @@ export function backendFor(dtype: DType): Backend {
   return jsBackend;
 }
 
+/** The backend for element copies of any dtype: the native copy moves elements of any size (e.g. a bf16 KV cache
+ * that grows), falling back to the js one itself for mismatched arrays. */
+export function copyBackend(): Backend {
+  return (useNative && loadNative()) || jsBackend;
+}
+
 /** Choose 'native' (default; falls back to js if the addon is missing) or 'js' for every op. */
 export function setBackend(name: 'js' | 'native'): void {
   useNative = name === 'native';

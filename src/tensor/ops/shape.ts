@@ -5,7 +5,7 @@ import type { DType } from '../dtype.js';
 import { isComputeFloat } from '../dtype.js';
 import { Tensor, contiguousStrides, empty, fmtShape, makeView, sizeOf } from '../tensor.js';
 import { DTypeError, ShapeError } from '../../errors.js';
-import { backendFor, describeArgs, normAxis, sameShape } from './common.js';
+import { backendFor, copyBackend, describeArgs, normAxis, sameShape } from './common.js';
 
 /** A new view of t with identical geometry (used to hand a gradient on without sharing the object). */
 export function alias(t: Tensor): Tensor {
@@ -191,7 +191,7 @@ export function copyInto(dst: Tensor, src: Tensor): void {
     throw new ShapeError(`copyInto: destination ${dst.describe()} and source ${src.describe()} differ`);
   }
   if (src.size === 0) return;
-  backendFor(dst.dtype).copy({ data: dst.raw, offset: dst.offset, strides: dst.strides }, stridedView(src), src.shape);
+  copyBackend().copy({ data: dst.raw, offset: dst.offset, strides: dst.strides }, stridedView(src), src.shape);
 }
 
 /** Broadcast to `shape` without copying (stride 0 on broadcast dims). -1 keeps a dim. */
