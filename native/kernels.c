@@ -761,11 +761,80 @@ AVX2 static float sum_avx2(const float *x, long n) {
   return (float)total;
 }
 static const vops_t vops_avx2 = {max_avx2, sumexp_avx2, dot_avx2, dot3_avx2, sum_avx2};
+
+/* AVX-512 max and sum-of-exp (softmax rows: attention, the sampler's log-sum-exp over 150K logits): v_exp's
+ * algorithm on 16 lanes, the same operations lane for lane. */
+#define A512 __attribute__((target("avx512f,avx2,fma")))
+A512 static inline __m512 v_exp512(__m512 x) {
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.8f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i ni = _mm512_cvtps_epi32(n);
+  const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+  y = _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
+  y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), y); /* exp(-inf) is exactly 0 */
+  return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+A512 static float max_avx512(const float *x, long n) {
+  __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+  __mmask16 nan = 0;
+  long i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+    m0 = _mm512_max_ps(m0, a);
+    m1 = _mm512_max_ps(m1, b);
+    nan |= _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+    const __m512 a = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+    m0 = _mm512_max_ps(m0, a);
+    nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+  }
+  if (nan) return NAN;
+  return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
+A512 static float sumexp_avx512(float *d, const float *x, long n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  double total = 0;
+  for (long b0 = 0; b0 < n; b0 += RBLOCK) {
+    const long e = min_l(n, b0 + RBLOCK);
+    long i = b0;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    for (; i + 32 <= e; i += 32) {
+      const __m512 a = v_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+      const __m512 b = v_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), mv));
+      if (d) { _mm512_storeu_ps(d + i, a); _mm512_storeu_ps(d + i + 16, b); }
+      s0 = _mm512_add_ps(s0, a);
+      s1 = _mm512_add_ps(s1, b);
+    }
+    for (; i < e; i += 16) {
+      const __mmask16 k = e - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (e - i)) - 1u);
+      const __m512 a = _mm512_maskz_mov_ps(k, v_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv)));
+      if (d) _mm512_mask_storeu_ps(d + i, k, a);
+      s0 = _mm512_add_ps(s0, a);
+    }
+    total += (double)_mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  }
+  return (float)total;
+}
+static const vops_t vops_avx512 = {max_avx512, sumexp_avx512, dot_avx2, dot3_avx2, sum_avx2};
 #endif
 static const vops_t vops_c = {max_c, sumexp_c, dot_c, dot3_c, sum_c};
 
 static const vops_t *vops(void) {
 #ifdef R1_X86
+  if (r1_isa() >= R1_ISA_AVX512) return &vops_avx512;
   if (use_avx2()) return &vops_avx2;
 #endif
   return &vops_c;
