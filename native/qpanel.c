@@ -217,18 +217,19 @@ T5 AI void mk_panel(const int MR, const int NR, const uint32_t *x, long K2, long
     else mk_panel(MRV, 1, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf, pfdiv);                                                       \
     break;
 
-/* Strips of NRP panels (48 columns); within a strip, chunks of at most QP_KC pairs of K, and within a chunk the X
- * rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8, 12 -> 6 + 6): the chunk of the strip (at
- * most QP_KC x 192 bytes) is read from DRAM by the first block and from L2 by the others, and the chunk, the next one
- * being prefetched and the X rows fit in L2 together at any K. */
-T5 static void strip_range(void *v, long s0, long s1, int tid) {
+/* Panels [q0, q1) in strips of NRP panels (48 columns; the last may be narrower); within a strip, chunks of at
+ * most QP_KC pairs of K, and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8,
+ * 12 -> 6 + 6): the chunk of the strip (at most QP_KC x 192 bytes) is read from DRAM by the first block and from L2 by
+ * the others, and the chunk, the next one being prefetched and the X rows fit in L2 together at any K. The threads
+ * get equal shares of panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9). */
+T5 static void strip_range(void *v, long q0, long q1, int tid) {
   (void)tid;
   const pctx *c = v;
-  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 2 * PR, np = cdiv(N, PR);
+  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 2 * PR;
   const int nb = (int)cdiv(M, MRP);
-  for (long s = s0; s < s1; s++) {
-    const long q = s * NRP, j0 = q * PR;
-    const int nr = (int)min_l(NRP, np - q);
+  for (long q = q0; q < q1; q += NRP) { /* panels [q0, q1): the threads get equal shares of panels, not of strips */
+    const long j0 = q * PR;
+    const int nr = (int)min_l(NRP, q1 - q);
     const uint16_t *p0 = c->P + q * ps;
     const float *bias = c->bias ? c->bias + j0 : NULL;
     const long valid = N - j0;
@@ -241,7 +242,7 @@ T5 static void strip_range(void *v, long s0, long s1, int tid) {
       const uint16_t *nx = NULL;
       long nkc = 0;
       if (pa + QP_KC < K2) { nx = pk + 32 * QP_KC; nkc = min_l(QP_KC, K2 - pa - QP_KC); }
-      else if (s + 1 < s1) { nx = p0 + NRP * ps; nkc = min_l(QP_KC, K2); }
+      else if (q + NRP < q1) { nx = p0 + NRP * ps; nkc = min_l(QP_KC, K2); }
       if (!c->prefetch) nx = NULL;
       const int pfdiv = nx ? (int)max_l(1, kc * nb / nkc) : 1; /* pairs per prefetched line */
       for (int b = 0, i0 = 0; b < nb; b++) {
@@ -266,16 +267,16 @@ static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t 
     else gemv_range(&c, 0, units, 0);
     return;
   }
-  const long strips = cdiv(cdiv(N, PR), NRP);
+  const long panels = cdiv(N, PR);
   for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
     pctx s = c;
     s.M = min_l(QP_SLAB, M - i0);
     s.X = X + i0 * K2;
     s.Y = Y + i0 * N;
     s.prefetch = i0 == 0;
-    const long grain = max_l(1, 32768 / (NRP * PR * 2 * K2 * s.M));
-    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(strips, grain, strip_range, &s);
-    else strip_range(&s, 0, strips, 0);
+    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
+    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(panels, grain, strip_range, &s);
+    else strip_range(&s, 0, panels, 0);
   }
 }
 #else
