@@ -83,17 +83,30 @@ AVX2 static inline float v_hmax(__m256 v) {
 /* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial, times 2^n applied as two
  * factors 2^(n/2) so results in the subnormal range round once, correctly. Overflow gives +inf,
  * x < -104 gives 0, NaN stays NaN. */
+/* exp(x) for the SIMD widths (v_exp, v_exp512): clamp, n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite),
+ * a degree-5 polynomial for e^r (Cephes expf), times 2^n applied as two powers of two (n up to 128 stays finite). */
+#define EXP_LO -104.0f
+#define EXP_HI 88.8f
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
 AVX2 static inline __m256 v_exp(__m256 x) {
-  __m256 xc = _mm256_min_ps(_mm256_max_ps(x, v_set(-104.0f)), v_set(88.8f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, v_set(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, v_set(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, v_set(-2.12194440e-4f), r);
-  __m256 y = v_set(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, v_set(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, v_set(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, v_set(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, v_set(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, v_set(5.0000001201e-1f));
+  __m256 xc = _mm256_min_ps(_mm256_max_ps(x, v_set(EXP_LO)), v_set(EXP_HI));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, v_set(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, v_set(EXP_LN2_HI), xc);
+  r = _mm256_fnmadd_ps(n, v_set(EXP_LN2_LO), r);
+  __m256 y = v_set(EXP_P0);
+  y = _mm256_fmadd_ps(y, r, v_set(EXP_P1));
+  y = _mm256_fmadd_ps(y, r, v_set(EXP_P2));
+  y = _mm256_fmadd_ps(y, r, v_set(EXP_P3));
+  y = _mm256_fmadd_ps(y, r, v_set(EXP_P4));
+  y = _mm256_fmadd_ps(y, r, v_set(EXP_P5));
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, v_set(1.0f)));
   __m256i ni = _mm256_cvtps_epi32(n);
   __m256i n1 = _mm256_srai_epi32(ni, 1);
@@ -101,7 +114,7 @@ AVX2 static inline __m256 v_exp(__m256 x) {
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
   __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
   y = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
-  y = _mm256_andnot_ps(_mm256_cmp_ps(x, v_set(-104.0f), _CMP_LT_OQ), y); /* exp(-inf) is exactly 0 */
+  y = _mm256_andnot_ps(_mm256_cmp_ps(x, v_set(EXP_LO), _CMP_LT_OQ), y); /* exp(-inf) is exactly 0 */
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
@@ -765,24 +778,19 @@ static const vops_t vops_avx2 = {max_avx2, sumexp_avx2, dot_avx2, dot3_avx2, sum
 /* AVX-512 max and sum-of-exp (softmax rows: attention, the sampler's log-sum-exp over 150K logits): v_exp's
  * algorithm on 16 lanes, the same operations lane for lane. */
 #define A512 __attribute__((target("avx512f,avx2,fma")))
+#define S16(c) _mm512_set1_ps(c)
 A512 static inline __m512 v_exp512(__m512 x) {
-  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.8f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512i ni = _mm512_cvtps_epi32(n);
-  const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
-  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
-  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
-  y = _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
-  y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), y); /* exp(-inf) is exactly 0 */
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, S16(EXP_LO)), S16(EXP_HI));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, S16(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(n, S16(EXP_LN2_LO), _mm512_fnmadd_ps(n, S16(EXP_LN2_HI), xc));
+  __m512 y = _mm512_fmadd_ps(_mm512_fmadd_ps(S16(EXP_P0), r, S16(EXP_P1)), r, S16(EXP_P2));
+  y = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(y, r, S16(EXP_P3)), r, S16(EXP_P4)), r, S16(EXP_P5));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, S16(1.0f)));
+  const __m512i ni = _mm512_cvtps_epi32(n), n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  y = _mm512_mul_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23))),
+                    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
+  y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, S16(EXP_LO), _CMP_NLT_UQ), y); /* exp(-inf) is exactly 0 */
   return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 A512 static float max_avx512(const float *x, long n) {
