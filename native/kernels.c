@@ -82,9 +82,7 @@ AVX2 static inline float v_hmax(__m256 v) {
 
 /* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial, times 2^n applied as two
  * factors 2^(n/2) so results in the subnormal range round once, correctly. Overflow gives +inf,
- * x < -104 gives 0, NaN stays NaN. */
-/* exp(x) for the SIMD widths (v_exp, v_exp512): clamp, n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite),
- * a degree-5 polynomial for e^r (Cephes expf), times 2^n applied as two powers of two (n up to 128 stays finite). */
+ * x < -104 gives 0, NaN stays NaN. The constants are shared by both SIMD widths (v_exp, v_exp512). */
 #define EXP_LO -104.0f
 #define EXP_HI 88.8f
 #define EXP_LOG2E 1.44269504088896341f
@@ -1904,7 +1902,7 @@ typedef struct {
  * cache's K (and V) rows of that head, kend = keys the last query sees. */
 typedef struct {
   long s, kvh, i0, ni, rows, past, q0, kend;
-  const char *K, *V; /* row 0 of the head's keys / values (elements of c->es bytes) */
+  const char *K, *V; /* row 0 of the head's keys / values (f32, or bf16 when c->bf16) */
 } rattn_item;
 static void rattn_locate(const rattn_ctx *c, long it, rattn_item *o) {
   long lo = 0, hi = c->nseg - 1; /* the segment s with istart[s] <= it < istart[s + 1] */
@@ -1936,19 +1934,12 @@ static inline void rattn_prefetch(const rattn_ctx *c, const char *K, const char 
   }
 }
 /* n bf16 bit patterns -> f32 (exact: a bf16 is the top half of an f32). */
-static inline void bf16_rows_f32(float *dst, const uint16_t *src, long n) {
-  uint32_t *d = (uint32_t *)dst;
-  for (long i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
-}
-#ifdef R1_X86
-T512 static void widen_bf16_avx512(float *dst, const uint16_t *src, long n);
 static void widen_rows(float *dst, const uint16_t *src, long n) {
-  if (r1_isa() >= R1_ISA_AVX512) widen_bf16_avx512(dst, src, n);
-  else bf16_rows_f32(dst, src, n);
-}
-#else
-#define widen_rows bf16_rows_f32
+#ifdef R1_X86
+  if (r1_isa() >= R1_ISA_AVX512) { widen_bf16_avx512(dst, src, n); return; }
 #endif
+  for (long i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
 
 static void rattn_team(void *vc_, int tid, int nteam) {
   (void)tid; (void)nteam;
@@ -1993,7 +1984,7 @@ static void rattn_team(void *vc_, int tid, int nteam) {
       L->scale(Qb + i * G * Dk, c->q + ((q0 + i) * c->Hq + kvh * G) * Dk, c->scale, G * Dk);
     if (c->bf16) {
       r1_round_bf16(Qb, Qh, rows * Dk);
-      bf16_rows_f32(Qb, Qh, rows * Dk); /* the f32 path multiplies the same rounded values */
+      widen_rows(Qb, Qh, rows * Dk); /* the f32 path multiplies the same rounded values */
     }
     const char *K = cur.K, *Vv = cur.V;
     const long vRow = c->vink ? Dk : Dv;

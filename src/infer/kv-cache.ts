@@ -85,7 +85,6 @@ export interface StepInput {
   cache: SequenceCache;
 }
 
-/** Runs a model on ragged batches with caches; no autograd, no leaked tensors. */
 /** Values of a --kv-cache flag. */
 export type KvCacheOption = 'auto' | 'f32' | 'bf16';
 export const KV_CACHE_OPTIONS: readonly KvCacheOption[] = ['auto', 'f32', 'bf16'];
@@ -94,6 +93,7 @@ export function parseKvCache(s: string, where = '--kv-cache'): KvCacheOption {
   throw new UsageError(`${where} must be one of ${KV_CACHE_OPTIONS.join(', ')}, got '${s}'`);
 }
 
+/** Runs a model on ragged batches with caches; no autograd, no leaked tensors. */
 export class ModelRunner {
   readonly config: ModelConfig;
   /** Element type of the caches this runner creates. */

@@ -101,14 +101,22 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
   if (w.data.length !== want) throw new ShapeError(`${what}: ${w.data.length} values do not fill [${rows}, ${cols}]${layout === 'panels' ? ` in 16-row panels (${want})` : ''}`);
 }
 
+/** Where W[row, 0] sits in the 'panels' layout of a matrix with `cols` columns; W[row, k] is at
+ * panelBase(row, cols) + panelStep(k). */
+function panelBase(row: number, cols: number): number {
+  return Math.floor(row / PANEL_ROWS) * Math.ceil(cols / 2) * 2 * PANEL_ROWS + (row % PANEL_ROWS) * 2;
+}
+function panelStep(k: number): number {
+  return (k >> 1) * 2 * PANEL_ROWS + (k & 1);
+}
+
 /** bf16 bits of W [rows, cols] (row-major) in the 'panels' layout; the TypeScript reference of native qpanelPack. */
 export function panelsFromRows(bits: Uint16Array, rows: number, cols: number): Uint16Array {
   if (bits.length !== rows * cols) throw new ShapeError(`panelsFromRows: ${bits.length} values do not fill [${rows}, ${cols}]`);
-  const K2 = Math.ceil(cols / 2);
   const out = new Uint16Array(packedLength(rows, cols, 'panels'));
   for (let n = 0; n < rows; n++) {
-    const base = Math.floor(n / PANEL_ROWS) * K2 * 2 * PANEL_ROWS + (n % PANEL_ROWS) * 2;
-    for (let k = 0; k < cols; k++) out[base + (k >> 1) * 2 * PANEL_ROWS + (k & 1)] = bits[n * cols + k]!;
+    const base = panelBase(n, cols);
+    for (let k = 0; k < cols; k++) out[base + panelStep(k)] = bits[n * cols + k]!;
   }
   return out;
 }
@@ -171,8 +179,8 @@ function dequantRowJs(w: PackedMatrix, j: number, row: Float32Array): void {
   if (w.format === 'bf16') {
     const d = w.data as Uint16Array;
     if (w.layout === 'panels') {
-      const base = Math.floor(j / PANEL_ROWS) * Math.ceil(K / 2) * 2 * PANEL_ROWS + (j % PANEL_ROWS) * 2;
-      for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[base + (p >> 1) * 2 * PANEL_ROWS + (p & 1)]!);
+      const base = panelBase(j, K);
+      for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[base + panelStep(p)]!);
     } else for (let p = 0; p < K; p++) row[p] = bf16BitsToF32(d[j * K + p]!);
     return;
   }
