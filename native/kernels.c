@@ -1884,6 +1884,55 @@ T5B static void scores_bf16(long rows, const uint32_t *Qw, long Dk2, const float
     r0 += mr;
   }
 }
+/* acc[i * lda + d] += sum_j P[i * ldp + j] * V[j][d] for i < rows, d < Dv, j < nj, with V's rows bf16 (row j at
+ * Vh + j * ldv): each value is widened in a register (a bf16 is the top half of an f32) and multiplied by the
+ * unrounded probabilities in f32, so no widened copy of the block is written and read back. Rows in blocks of <= 8,
+ * values 32 at a time (16 accumulators, two widened value vectors, one broadcast probability). */
+#define PV_DECL(i) __m512 a0##i = _mm512_setzero_ps(), a1##i = a0##i;
+#define PV_LOAD(i) if (MR > i) { a0##i = _mm512_maskz_loadu_ps(m0, acc + (i) * lda + d0); a1##i = _mm512_maskz_loadu_ps(m1, acc + (i) * lda + d0 + 16); }
+#define PV_STEP(i)                                                                                                 \
+  if (MR > i) {                                                                                                    \
+    const __m512 pb = _mm512_set1_ps(P[(i) * ldp + j]);                                                            \
+    a0##i = _mm512_fmadd_ps(pb, v0, a0##i); a1##i = _mm512_fmadd_ps(pb, v1, a1##i);                                 \
+  }
+#define PV_STORE(i) if (MR > i) { _mm512_mask_storeu_ps(acc + (i) * lda + d0, m0, a0##i); _mm512_mask_storeu_ps(acc + (i) * lda + d0 + 16, m1, a1##i); }
+#define PV_FOR(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define T5W __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+T5W static inline __attribute__((always_inline)) void pv_bf16_block(const int MR, long nj, const float *P, long ldp,
+                                                                       const uint16_t *Vh, long ldv, long Dv, float *acc,
+                                                                       long lda) {
+  for (long d0 = 0; d0 < Dv; d0 += 32) {
+    const long w = min_l(32, Dv - d0);
+    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1u), m1 = (__mmask16)(w >= 32 ? 0xFFFF : w <= 16 ? 0 : (1u << (w - 16)) - 1u);
+    PV_FOR(PV_DECL)
+    PV_FOR(PV_LOAD)
+    for (long j = 0; j < nj; j++) {
+      const uint16_t *vr = Vh + j * ldv + d0;
+      const __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, vr)), 16));
+      const __m512 v1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, vr + 16)), 16));
+      PV_FOR(PV_STEP)
+    }
+    PV_FOR(PV_STORE)
+  }
+}
+T5W static void pv_bf16(long rows, long nj, const float *P, long ldp, const uint16_t *Vh, long ldv, long Dv, float *acc, long lda) {
+  for (long r0 = 0; r0 < rows;) {
+    const long left = rows - r0, nb = (left + 7) / 8, mr = (left + nb - 1) / nb; /* even blocks of <= 8 rows */
+    const float *p = P + r0 * ldp;
+    float *a = acc + r0 * lda;
+    switch (mr) {
+      case 1: pv_bf16_block(1, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 2: pv_bf16_block(2, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 3: pv_bf16_block(3, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 4: pv_bf16_block(4, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 5: pv_bf16_block(5, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 6: pv_bf16_block(6, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      case 7: pv_bf16_block(7, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+      default: pv_bf16_block(8, nj, p, ldp, Vh, ldv, Dv, a, lda); break;
+    }
+    r0 += mr;
+  }
+}
 #endif
 
 typedef struct {
@@ -1963,6 +2012,8 @@ static void rattn_team(void *vc_, int tid, int nteam) {
 #else
   const int dp = 0;
 #endif
+  /* bf16 values with AVX-512: the PV product widens them in registers (pv_bf16) */
+  const int pv = c->bf16 && tr;
   const long cvt = c->bf16 ? KB * Dk + (c->vink ? 0 : KB * Dv) + (R * Dk + 1) / 2 : 0;
   float *S = calloc((size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt), sizeof(float));
   if (!S) abort();
@@ -2001,10 +2052,9 @@ static void rattn_team(void *vc_, int tid, int nteam) {
       const float *Kb = NULL, *Vb; /* this block's key rows [nj, Dk] and value rows (row stride vRow), f32 */
       if (c->bf16) {
         const uint16_t *kh = (const uint16_t *)K + j0 * Dk;
-        if (!dp || c->vink) widen_rows(Kf, kh, nj * Dk);
-        Kb = Kf;
-        if (c->vink) Vb = Kf;
-        else {
+        if (!dp || (c->vink && !pv)) widen_rows(Kf, kh, nj * Dk);
+        Kb = Vb = Kf;
+        if (!c->vink && !pv) {
           widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
           Vb = Vf;
         }
@@ -2040,7 +2090,11 @@ static void rattn_team(void *vc_, int tid, int nteam) {
         if (alpha != 1.0f) L->scale_ip(acc + r * Dv, alpha, Dv);
         m[r] = mn;
       }
-      r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vb, vRow, 1.0f, acc, Dv);
+#ifdef R1_X86
+      if (pv) pv_bf16(rows, nj, S, KB, (const uint16_t *)Vv + j0 * vRow, vRow, Dv, acc, Dv);
+      else
+#endif
+        r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vb, vRow, 1.0f, acc, Dv);
     }
     for (long r = 0; r < rows; r++) {
       float *O = c->out + ((q0 + r / G) * c->Hq + kvh * G + r % G) * Dv;
