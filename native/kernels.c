@@ -1839,7 +1839,7 @@ T512 static void widen_bf16_avx512(float *dst, const uint16_t *src, long n) {
     memcpy(dst + i, &u, 4);
   }
 }
-/* Scores against a bf16 key block (AVX512_BF16): S[i * KB + j] = sum_p dot(Qw[i][p], Kt[p][j]) for i < MR, j < 64,
+/* Scores against a bf16 key block (AVX512_BF16): S[i * ldS + j] = sum_p dot(Qw[i][p], Kt[p][j]) for i < MR, j < 64,
  * where Qw holds each row's (query, query) bf16 pairs as 32-bit words [MR, Dk2] and Kt the block's key pairs
  * transposed [Dk2, KB] (word p of key j at Kt[p * KB + j]): one vdpbf16ps per 16 keys and row multiplies two
  * dimensions, no widening of the keys and half the transposition of f32 rows. */
@@ -1853,12 +1853,12 @@ T512 static void widen_bf16_avx512(float *dst, const uint16_t *src, long n) {
   }
 #define SC_STORE(i)                                                                                                \
   if (MR > i) {                                                                                                    \
-    _mm512_storeu_ps(S + (i) * KB, s0##i); _mm512_storeu_ps(S + (i) * KB + 16, s1##i);                             \
-    _mm512_storeu_ps(S + (i) * KB + 32, s2##i); _mm512_storeu_ps(S + (i) * KB + 48, s3##i);                        \
+    _mm512_storeu_ps(S + (i) * ldS, s0##i); _mm512_storeu_ps(S + (i) * ldS + 16, s1##i);                           \
+    _mm512_storeu_ps(S + (i) * ldS + 32, s2##i); _mm512_storeu_ps(S + (i) * ldS + 48, s3##i);                      \
   }
 #define SC_FOR(F) F(0) F(1) F(2) F(3) F(4) F(5)
 T5B static inline __attribute__((always_inline)) void scores_bf16_block(const int MR, const uint32_t *Qw, long Dk2,
-                                                                           const float *Kt, float *S) {
+                                                                           const float *Kt, float *S, long ldS) {
   SC_FOR(SC_DECL)
   for (long p = 0; p < Dk2; p++) {
     const float *kr = Kt + p * KB;
@@ -1868,48 +1868,51 @@ T5B static inline __attribute__((always_inline)) void scores_bf16_block(const in
   }
   SC_FOR(SC_STORE)
 }
-T5B static void scores_bf16(long rows, const uint32_t *Qw, long Dk2, const float *Kt, float *S) {
+T5B static void scores_bf16(long rows, const uint32_t *Qw, long Dk2, const float *Kt, float *S, long ldS) {
   for (long r0 = 0; r0 < rows;) {
     const long left = rows - r0, nb = (left + 5) / 6, mr = (left + nb - 1) / nb; /* even blocks of <= 6 rows */
     const uint32_t *q = Qw + r0 * Dk2;
-    float *o = S + r0 * KB;
+    float *o = S + r0 * ldS;
     switch (mr) {
-      case 1: scores_bf16_block(1, q, Dk2, Kt, o); break;
-      case 2: scores_bf16_block(2, q, Dk2, Kt, o); break;
-      case 3: scores_bf16_block(3, q, Dk2, Kt, o); break;
-      case 4: scores_bf16_block(4, q, Dk2, Kt, o); break;
-      case 5: scores_bf16_block(5, q, Dk2, Kt, o); break;
-      default: scores_bf16_block(6, q, Dk2, Kt, o); break;
+      case 1: scores_bf16_block(1, q, Dk2, Kt, o, ldS); break;
+      case 2: scores_bf16_block(2, q, Dk2, Kt, o, ldS); break;
+      case 3: scores_bf16_block(3, q, Dk2, Kt, o, ldS); break;
+      case 4: scores_bf16_block(4, q, Dk2, Kt, o, ldS); break;
+      case 5: scores_bf16_block(5, q, Dk2, Kt, o, ldS); break;
+      default: scores_bf16_block(6, q, Dk2, Kt, o, ldS); break;
     }
     r0 += mr;
   }
 }
-/* acc[i * lda + d] += sum_j P[i * ldp + j] * V[j][d] for i < rows, d < Dv, j < nj, with V's rows bf16 (row j at
- * Vh + j * ldv): each value is widened in a register (a bf16 is the top half of an f32) and multiplied by the
- * unrounded probabilities in f32, so no widened copy of the block is written and read back. Rows in blocks of <= 8,
- * values 32 at a time (16 accumulators, two widened value vectors, one broadcast probability). */
-#define PV_DECL(i) __m512 a0##i = _mm512_setzero_ps(), a1##i = a0##i;
-#define PV_LOAD(i) if (MR > i) { a0##i = _mm512_maskz_loadu_ps(m0, acc + (i) * lda + d0); a1##i = _mm512_maskz_loadu_ps(m1, acc + (i) * lda + d0 + 16); }
+/* acc += P V over nj keys for i < rows with V's rows bf16 (row j at Vh + j * ldv, Dv values): the values are widened
+ * in registers and multiplied by the unrounded probabilities in f32, so no widened copy of the block is written and
+ * read back. 32 values at a time, one 64-byte load: a bf16 is the top half of an f32, so the even-indexed values are
+ * the 32-bit words shifted left by 16 and the odd-indexed ones the words with the low half cleared — two ALU ops per 32
+ * values. acc therefore keeps each 32-value chunk de-interleaved: acc[i * lda + c + e] holds value c + 2e and
+ * acc[i * lda + c + 16 + e] value c + 2e + 1 (lda >= Dv rounded up to 32; the spare entries stay 0); rattn_team
+ * maps them back. Rows in blocks of <= 8: 16 accumulators, two value vectors, one broadcast probability. */
+#define PV_DECL(i) __m512 e##i = _mm512_setzero_ps(), o##i = e##i;
+#define PV_LOAD(i) if (MR > i) { e##i = _mm512_loadu_ps(acc + (i) * lda + d0); o##i = _mm512_loadu_ps(acc + (i) * lda + d0 + 16); }
 #define PV_STEP(i)                                                                                                 \
   if (MR > i) {                                                                                                    \
     const __m512 pb = _mm512_set1_ps(P[(i) * ldp + j]);                                                            \
-    a0##i = _mm512_fmadd_ps(pb, v0, a0##i); a1##i = _mm512_fmadd_ps(pb, v1, a1##i);                                 \
+    e##i = _mm512_fmadd_ps(pb, ve, e##i); o##i = _mm512_fmadd_ps(pb, vo, o##i);                                    \
   }
-#define PV_STORE(i) if (MR > i) { _mm512_mask_storeu_ps(acc + (i) * lda + d0, m0, a0##i); _mm512_mask_storeu_ps(acc + (i) * lda + d0 + 16, m1, a1##i); }
+#define PV_STORE(i) if (MR > i) { _mm512_storeu_ps(acc + (i) * lda + d0, e##i); _mm512_storeu_ps(acc + (i) * lda + d0 + 16, o##i); }
 #define PV_FOR(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
 #define T5W __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 T5W static inline __attribute__((always_inline)) void pv_bf16_block(const int MR, long nj, const float *P, long ldp,
                                                                        const uint16_t *Vh, long ldv, long Dv, float *acc,
                                                                        long lda) {
+  const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
   for (long d0 = 0; d0 < Dv; d0 += 32) {
     const long w = min_l(32, Dv - d0);
-    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1u), m1 = (__mmask16)(w >= 32 ? 0xFFFF : w <= 16 ? 0 : (1u << (w - 16)) - 1u);
+    const __mmask32 m = w == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << w) - 1u);
     PV_FOR(PV_DECL)
     PV_FOR(PV_LOAD)
     for (long j = 0; j < nj; j++) {
-      const uint16_t *vr = Vh + j * ldv + d0;
-      const __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, vr)), 16));
-      const __m512 v1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, vr + 16)), 16));
+      const __m512i x = _mm512_maskz_loadu_epi16(m, Vh + j * ldv + d0);
+      const __m512 ve = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), vo = _mm512_castsi512_ps(_mm512_and_si512(x, hi));
       PV_FOR(PV_STEP)
     }
     PV_FOR(PV_STORE)
@@ -2005,28 +2008,33 @@ static void rattn_team(void *vc_, int tid, int nteam) {
 #endif
   /* bf16 caches: the scaled queries are rounded to bf16 too (Qw), so every score is a sum of exact products; with
    * AVX512_BF16 (and an even Dk) the key block's bf16 pairs are transposed as 32-bit words and multiplied by
-   * scores_bf16, else the keys are widened to f32 (Kf) for the f32 path. Values are widened to f32 (Vf; the latent
-   * rows Kf for valuesInKeys), so the probabilities multiply them unrounded. */
+   * scores_bf16, else the keys are widened to f32 (Kf) for the f32 path. With AVX-512 the values are widened in
+   * registers by the PV product (pv_bf16), else into Vf (the latent rows Kf for valuesInKeys); either way the
+   * probabilities multiply them unrounded. */
 #ifdef R1_X86
   const int dp = c->bf16 && Dk % 2 == 0 && r1_isa() >= R1_ISA_AVX512BF16;
 #else
   const int dp = 0;
 #endif
-  /* bf16 values with AVX-512: the PV product widens them in registers (pv_bf16) */
   const int pv = c->bf16 && tr;
-  const long cvt = c->bf16 ? KB * Dk + (c->vink ? 0 : KB * Dv) + (R * Dk + 1) / 2 : 0;
-  float *S = calloc((size_t)(R * KB + R * Dv + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt), sizeof(float));
+  /* Keys go in chunks of KC (a multiple of KB): scores per KB-key tile into S [R, KC], then one online-softmax update
+   * per row and one PV product per chunk (at decode, with ~300 keys, one chunk: no rescaling of the accumulators
+   * between tiles). Where values are widened into a buffer (bf16 without AVX-512), a chunk is one tile. */
+  const long KC = c->bf16 && !pv ? KB : max_l(KB, min_l(512, 32768 / R / KB * KB));
+  const long lda = pv ? (Dv + 31) / 32 * 32 : Dv; /* pv_bf16's de-interleaved chunks of 32 */
+  const long cvt = c->bf16 ? KB * Dk + (c->vink || pv ? 0 : KB * Dv) + (R * Dk + 1) / 2 : 0;
+  float *S = calloc((size_t)(R * KC + R * lda + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt), sizeof(float));
   if (!S) abort();
-  float *acc = S + R * KB, *Qb = acc + R * Dv, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
+  float *acc = S + R * KC, *Qb = acc + R * lda, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
   float *Kf = Kt + (tr ? Dk * KB : 0), *Vf = Kf + KB * Dk;
-  uint16_t *Qh = (uint16_t *)(Vf + (c->vink ? 0 : KB * Dv)); /* [R, Dk] bf16 (Qw: its 32-bit pairs) */
+  uint16_t *Qh = (uint16_t *)(Vf + (c->vink || pv ? 0 : KB * Dv)); /* [R, Dk] bf16 (Qw: its 32-bit pairs) */
   rattn_item cur, nxt;
   long it = atomic_fetch_add(&c->next, 1);
   const long first = it;
   if (it < c->nitems) rattn_locate(c, it, &cur);
   while (it < c->nitems) {
-    /* The next item is claimed now, so its keys and values can be requested a share per block of this one (a steady
-     * stream instead of a burst at the item boundary, where its first block would otherwise wait on DRAM). */
+    /* The next item is claimed now, so its keys and values can be requested a share per tile of this one (a steady
+     * stream instead of a burst at the item boundary, where its first tile would otherwise wait on DRAM). */
     const long nit = atomic_fetch_add(&c->next, 1);
     if (nit < c->nitems) rattn_locate(c, nit, &nxt);
     const long ni = cur.ni, rows = cur.rows, past = cur.past, q0 = cur.q0, i0 = cur.i0, kvh = cur.kvh;
@@ -2040,66 +2048,74 @@ static void rattn_team(void *vc_, int tid, int nteam) {
     const char *K = cur.K, *Vv = cur.V;
     const long vRow = c->vink ? Dk : Dv;
     for (long r = 0; r < rows; r++) { m[r] = -INFINITY; l[r] = 0; }
-    memset(acc, 0, sizeof(float) * (size_t)(rows * Dv));
-    const long kend = past + i0 + ni;
-    for (long j0 = 0; j0 < kend; j0 += KB) {
-      const long nj = min_l(KB, kend - j0);
-      if (it == first && j0 + KB < kend) rattn_prefetch(c, K, Vv, j0 + KB, min_l(j0 + 2 * KB, kend)); /* nothing came before */
-      if (nit < c->nitems) {
-        const long nbk = (kend + KB - 1) / KB, b = j0 / KB;
-        rattn_prefetch(c, nxt.K, nxt.V, b * nxt.kend / nbk, (b + 1) * nxt.kend / nbk);
-      }
-      const float *Kb = NULL, *Vb; /* this block's key rows [nj, Dk] and value rows (row stride vRow), f32 */
-      if (c->bf16) {
-        const uint16_t *kh = (const uint16_t *)K + j0 * Dk;
-        if (!dp || (c->vink && !pv)) widen_rows(Kf, kh, nj * Dk);
-        Kb = Vb = Kf;
-        if (!c->vink && !pv) {
-          widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
-          Vb = Vf;
+    memset(acc, 0, sizeof(float) * (size_t)(rows * lda));
+    const long kend = past + i0 + ni, nbk = (kend + KB - 1) / KB;
+    for (long c0 = 0; c0 < kend; c0 += KC) {
+      const long nc = min_l(KC, kend - c0);
+      const float *Vb = NULL; /* the chunk's value rows (row stride vRow), f32, where they are not bf16 for pv_bf16 */
+      for (long j0 = c0; j0 < c0 + nc; j0 += KB) {
+        const long nj = min_l(KB, c0 + nc - j0);
+        float *St = S + (j0 - c0); /* this tile's columns of S (row stride KC) */
+        if (it == first && j0 + KB < kend) rattn_prefetch(c, K, Vv, j0 + KB, min_l(j0 + 2 * KB, kend)); /* nothing came before */
+        if (nit < c->nitems) {
+          const long b = j0 / KB;
+          rattn_prefetch(c, nxt.K, nxt.V, b * nxt.kend / nbk, (b + 1) * nxt.kend / nbk);
         }
-      } else {
-        Kb = (const float *)K + j0 * Dk;
-        Vb = (const float *)Vv + j0 * vRow;
-      }
-      if (dp) {
+        const float *Kb = NULL; /* this tile's key rows [nj, Dk], f32 */
+        if (c->bf16) {
+          const uint16_t *kh = (const uint16_t *)K + j0 * Dk;
+          if (!dp || (c->vink && !pv)) widen_rows(Kf, kh, nj * Dk);
+          Kb = Vb = Kf;
+          if (!c->vink && !pv) {
+            widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
+            Vb = Vf;
+          }
+        } else {
+          Kb = (const float *)K + j0 * Dk;
+          Vb = (const float *)Vv + c0 * vRow;
+        }
+        if (dp) {
 #ifdef R1_X86
-        /* key j's pair p (a 32-bit word) -> Kt[p * KB + j] */
-        transpose_block_avx512((const float *)((const uint16_t *)K + j0 * Dk), Dk / 2, nj, Dk / 2, Kt, KB);
-        scores_bf16(rows, (const uint32_t *)Qh, Dk / 2, Kt, S);
+          /* key j's pair p (a 32-bit word) -> Kt[p * KB + j] */
+          transpose_block_avx512((const float *)((const uint16_t *)K + j0 * Dk), Dk / 2, nj, Dk / 2, Kt, KB);
+          scores_bf16(rows, (const uint32_t *)Qh, Dk / 2, Kt, St, KC);
 #endif
-      } else if (tr) {
+        } else if (tr) {
 #ifdef R1_X86
-        transpose_block_avx512(Kb, Dk, nj, Dk, Kt, KB);
+          transpose_block_avx512(Kb, Dk, nj, Dk, Kt, KB);
 #endif
-        r1_sgemm_st(0, 0, rows, nj, Dk, 1.0f, Qb, Dk, Kt, KB, 0.0f, S, KB);
-      } else {
-        r1_sgemm_st(0, 1, rows, nj, Dk, 1.0f, Qb, Dk, Kb, Dk, 0.0f, S, KB);
+          r1_sgemm_st(0, 0, rows, nj, Dk, 1.0f, Qb, Dk, Kt, KB, 0.0f, St, KC);
+        } else {
+          r1_sgemm_st(0, 1, rows, nj, Dk, 1.0f, Qb, Dk, Kb, Dk, 0.0f, St, KC);
+        }
       }
       for (long r = 0; r < rows; r++) {
-        float *row = S + r * KB;
-        const long lim = past + i0 + r / G + 1 - j0; /* keys j0 .. j0+lim-1 are visible */
-        const long vis = lim < 0 ? 0 : (lim < nj ? lim : nj);
-        for (long jj = vis; jj < nj; jj++) row[jj] = -INFINITY;
+        float *row = S + r * KC;
+        const long lim = past + i0 + r / G + 1 - c0; /* keys c0 .. c0+lim-1 are visible */
+        const long vis = lim < 0 ? 0 : (lim < nc ? lim : nc);
+        for (long jj = vis; jj < nc; jj++) row[jj] = -INFINITY;
         const float bm = vis > 0 ? V->max(row, vis) : -INFINITY;
         const float mn = bm > m[r] ? bm : m[r];
-        if (mn == -INFINITY) { memset(row, 0, sizeof(float) * (size_t)nj); continue; }
+        if (mn == -INFINITY) { memset(row, 0, sizeof(float) * (size_t)nc); continue; }
         const float alpha = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);
-        const float ps = V->sumexp(row, row, nj, mn);
+        const float ps = V->sumexp(row, row, nc, mn);
         l[r] = l[r] * alpha + ps;
-        if (alpha != 1.0f) L->scale_ip(acc + r * Dv, alpha, Dv);
+        if (alpha != 1.0f) L->scale_ip(acc + r * lda, alpha, lda);
         m[r] = mn;
       }
 #ifdef R1_X86
-      if (pv) pv_bf16(rows, nj, S, KB, (const uint16_t *)Vv + j0 * vRow, vRow, Dv, acc, Dv);
+      if (pv) pv_bf16(rows, nc, S, KC, (const uint16_t *)Vv + c0 * vRow, vRow, Dv, acc, lda);
       else
 #endif
-        r1_sgemm_st(0, 0, rows, Dv, nj, 1.0f, S, KB, Vb, vRow, 1.0f, acc, Dv);
+        r1_sgemm_st(0, 0, rows, Dv, nc, 1.0f, S, KC, Vb, vRow, 1.0f, acc, lda);
     }
     for (long r = 0; r < rows; r++) {
       float *O = c->out + ((q0 + r / G) * c->Hq + kvh * G + r % G) * Dv;
-      if (l[r] > 0) L->scale(O, acc + r * Dv, 1.0f / l[r], Dv);
-      else memset(O, 0, sizeof(float) * (size_t)Dv); /* unreachable: a query always sees its own key */
+      const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f; /* l = 0 is unreachable: a query always sees its own key */
+      if (pv) { /* back from pv_bf16's de-interleaved chunks */
+        const float *a = acc + r * lda;
+        for (long d = 0; d < Dv; d++) O[d] = a[(d & ~31L) + (d & 1) * 16 + ((d & 31) >> 1)] * inv;
+      } else L->scale(O, acc + r * lda, inv, Dv);
     }
     it = nit;
     cur = nxt;

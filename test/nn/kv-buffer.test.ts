@@ -93,6 +93,10 @@ for (const be of BACKENDS) {
           { Hq: 4, Hkv: 4, Dk: 24, Dv: 8, seqs: [[2, 5], [1, 129]], vInK: false },
           // a batch's decode step (S1 heads, 16 sequences)
           { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: Array.from({ length: 16 }, (_, i) => [1, 280 + i]), vInK: false },
+          // long caches: the kernel takes keys in chunks of up to 512 (online softmax across chunks); value widths
+          // 40 and 72 leave a partial chunk of 32 values
+          { Hq: 8, Hkv: 2, Dk: 32, Dv: 40, seqs: [[1, 1100], [3, 520], [1, 511]], vInK: false },
+          { Hq: 4, Hkv: 1, Dk: 80, Dv: 72, seqs: [[2, 700], [1, 1030]], vInK: true },
         ]) {
           const N = seqs.reduce((a, [n]) => a + n!, 0);
           const q = T.randn([N, Hq, Dk], { rng });
@@ -141,6 +145,9 @@ for (const be of BACKENDS) {
           { Hq: 14, Hkv: 2, Dk: 64, Dv: 64, seqs: Array.from({ length: 16 }, (_, i) => [1, 280 + i]), vInK: false }, // S1 decode step
           { Hq: 6, Hkv: 1, Dk: 20, Dv: 12, seqs: [[3, 70], [1, 1], [40, 0]], vInK: true }, // MLA-like, head dims not multiples of 16
           { Hq: 4, Hkv: 2, Dk: 15, Dv: 9, seqs: [[2, 100], [7, 0]], vInK: false }, // an odd Dk: keys widened, no pair products
+          // long caches (several chunks of keys), value widths with a partial chunk of 32 (pv_bf16's masked tail)
+          { Hq: 8, Hkv: 2, Dk: 32, Dv: 40, seqs: [[1, 1100], [3, 520]], vInK: false },
+          { Hq: 4, Hkv: 1, Dk: 80, Dv: 72, seqs: [[2, 700], [1, 1030]], vInK: true },
         ]) {
           const N = seqs.reduce((a, [n]) => a + n!, 0);
           const q = T.randn([N, Hq, Dk], { rng }), kNew = T.randn([N, Hkv, Dk], { rng });
