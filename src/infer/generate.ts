@@ -9,7 +9,7 @@ import type { Tokenizer } from '../io/tokenizer/tokenizer.js';
 import type { DecodeStream } from '../io/tokenizer/stream.js';
 import { UsageError } from '../errors.js';
 import { ModelRunner, SequenceCache } from './kv-cache.js';
-import { Sampler, validateSampling, type SamplingParams } from './sampler.js';
+import { Sampler, greedyRows, validateSampling, type GreedyPick, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop.js';
 
 export type FinishReason = 'stop' | 'length';
@@ -194,12 +194,13 @@ export class GenerationEngine {
     }
     this.stats.steps++;
     try {
+      const picks = this.greedyPicks(batch, inputs, rows);
       batch.forEach((s, i) => {
         const fed = inputs[i]!.ids.length;
         if (s.cache.length <= s.req.prompt.length) this.stats.prefillTokens += fed; else this.stats.decodeTokens += fed;
         s.pending = s.pending.slice(fed);
         if (s.pending.length) return; // still prefilling
-        this.advance(s, rows[i]![0]!);
+        this.advance(s, rows[i]![0]!, picks?.[i]);
       });
     } finally {
       this.runner.releaseLogits();
@@ -213,14 +214,35 @@ export class GenerationEngine {
     return this.active.length > 0 || this.queue.length > 0;
   }
 
+  /**
+   * When two or more sequences pick greedily from one-row logits that lie back to back in one buffer (a batched
+   * decode step), their argmaxes and log-sum-exps in two native calls over all the rows (threads share the rows)
+   * instead of two single-row calls per sequence; null otherwise.
+   */
+  private greedyPicks(batch: Sequence[], inputs: { ids: number[] }[], rows: Float32Array[][]): (GreedyPick | undefined)[] | null {
+    if (batch.length < 2 || rows.length !== batch.length) return null;
+    const first = rows[0]![0];
+    if (!first) return null;
+    const V = first.length;
+    let eligible = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const r = rows[i]!, s = batch[i]!;
+      // one row each, at first.byteOffset + i rows of the same buffer
+      if (r.length !== 1 || r[0]!.buffer !== first.buffer || r[0]!.length !== V || r[0]!.byteOffset !== first.byteOffset + i * V * 4) return null;
+      if (s.pending.length === inputs[i]!.ids.length && !s.forced.length && s.sampler.plainGreedy(V)) eligible++;
+    }
+    if (eligible < 2) return null;
+    return greedyRows(new Float32Array(first.buffer, first.byteOffset, batch.length * V), batch.length, V);
+  }
+
   /** Choose the next token of `s` from its last logits (or take a forced one) and check stop conditions. */
-  private advance(s: Sequence, logits: Float32Array): void {
+  private advance(s: Sequence, logits: Float32Array, pre?: GreedyPick): void {
     let token: number;
     let logprob = 0;
     if (s.forced.length) {
       token = s.forced.shift()!;
     } else {
-      const r = s.sampler.sample(logits, s.history, s.req.prompt.length);
+      const r = s.sampler.sample(logits, s.history, s.req.prompt.length, pre);
       token = r.token;
       logprob = r.logprob;
       if (s.stopIds.has(token)) {

@@ -100,6 +100,27 @@ export function validateSampling(p: SamplingParams, where: string): void {
   if (s !== undefined && !Number.isSafeInteger(s)) bad('seed', 'a safe integer', s);
 }
 
+/** A greedy pick precomputed by `greedyRows`: the argmax, -logprob and the row's log-sum-exp. */
+export interface GreedyPick {
+  token: number;
+  loss: number;
+  lse: number;
+}
+
+/**
+ * Greedy picks of `rows` logit rows [rows, V] (contiguous) in two native calls whose rows are shared among the
+ * threads (a batched decode step: 16 rows of 152K logits), for `Sampler.sample(..., pre)`; null without the addon or
+ * below the native vocabulary size.
+ */
+export function greedyRows(block: Float32Array, rows: number, V: number): GreedyPick[] | null {
+  const native = V >= NATIVE_LSE_MIN ? loadNative() : null;
+  if (!native || block.length !== rows * V) return null;
+  const ids = new Int32Array(rows), loss = new Float32Array(rows), lse = new Float32Array(rows);
+  native.argReduce('argmax', ids, block, rows, V, 1);
+  native.crossEntropy(loss, lse, block, ids, rows, V, -1);
+  return Array.from({ length: rows }, (_, i) => ({ token: ids[i]!, loss: loss[i]!, lse: lse[i]! }));
+}
+
 /** The final distribution of one step: kept token ids (most likely first) and their log-probabilities. */
 export interface SamplingDistribution {
   ids: Int32Array;
@@ -161,8 +182,8 @@ export class Sampler {
    * Choose the next token. `history` = prompt tokens then generated tokens; its first `promptLength`
    * entries are the prompt (see the file comment). Draws exactly one uniform number unless greedy.
    */
-  sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0): { token: number; logprob: number } {
-    const fast = this.greedyPlain(logits, history, promptLength);
+  sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0, pre?: GreedyPick): { token: number; logprob: number } {
+    const fast = this.greedyPlain(logits, history, promptLength, pre);
     if (fast) return fast;
     const n = this.process(logits, history, promptLength);
     const x = work;
@@ -215,16 +236,20 @@ export class Sampler {
    * kernels (log-sum-exp for the logprob, no V-sized output) instead of copying the row three times; a JS pass over
    * the row only to name a bad logit. Same token and logprob as the general path; null when it does not apply.
    */
-  private greedyPlain(logits: Float32Array, history: ArrayLike<number>, promptLength: number): { token: number; logprob: number } | null {
+  private greedyPlain(logits: Float32Array, history: ArrayLike<number>, promptLength: number, pre?: GreedyPick): { token: number; logprob: number } | null {
     const V = logits.length;
-    if (!this.greedy || V < NATIVE_LSE_MIN || this.repetitionPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0) return null;
+    if (!this.plainGreedy(V)) return null;
     const native = loadNative();
     if (!native) return null;
     if (!Number.isInteger(promptLength) || promptLength < 0 || promptLength > history.length) return null; // the general path reports it
     // Native argmax (vectorised max, then its first occurrence: ties -> lowest id) and log-sum-exp. A finite lse means
     // no NaN, no +Infinity and not all -Infinity; otherwise the scan below names the offending logit.
-    native.argReduce('argmax', ceTarget, logits, 1, V, 1);
-    native.crossEntropy(ceLoss, ceLse, logits, ceTarget, 1, V, -1);
+    if (pre) {
+      ceTarget[0] = pre.token; ceLoss[0] = pre.loss; ceLse[0] = pre.lse;
+    } else {
+      native.argReduce('argmax', ceTarget, logits, 1, V, 1);
+      native.crossEntropy(ceLoss, ceLse, logits, ceTarget, 1, V, -1);
+    }
     const best = ceTarget[0]!;
     if (!Number.isFinite(ceLse[0]!)) {
       let bv = -Infinity;
@@ -237,6 +262,11 @@ export class Sampler {
       if (bv === -Infinity) throw new R1Error('Sampler.sample: every logit is -Infinity');
     }
     return { token: best, logprob: -ceLoss[0]! };
+  }
+
+  /** True when `sample` on a vocabulary of V is a plain greedy pick (greedy, no penalties) that `greedyRows` can precompute. */
+  plainGreedy(V: number): boolean {
+    return this.greedy && V >= NATIVE_LSE_MIN && this.repetitionPenalty === 1 && this.presencePenalty === 0 && this.frequencyPenalty === 0;
   }
 
   /** Argmax of the penalised logits in `work`, ties → lowest id; logprob = log-softmax at T = 1. */

@@ -1,7 +1,7 @@
 /** The sampler: greedy, temperature, top-k/top-p/min-p, penalties, seeding and validation, checked by hand and against a naive full-sort reference. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sampler, validateSampling, R1_DEFAULTS, type SamplingParams } from '../../src/infer/sampler.js';
+import { Sampler, greedyRows, validateSampling, R1_DEFAULTS, type SamplingParams } from '../../src/infer/sampler.js';
 import { UsageError, R1Error } from '../../src/errors.js';
 import { Rng } from '../../src/tensor/random.js';
 
@@ -360,4 +360,30 @@ test('greedy on a large vocabulary: the one-pass path gives the general path\'s 
   const inf = logits.slice(); inf[9] = Infinity;
   assert.throws(() => g.sample(inf), /logit 9 is Infinity/);
   assert.throws(() => g.sample(new Float32Array(V).fill(-Infinity)), /every logit is -Infinity/);
+});
+
+test('greedyRows: picks for many rows at once equal each row\'s own greedy sample; bad rows still rejected by sample', () => {
+  const V = 20000, rows = 5;
+  const block = new Float32Array(rows * V);
+  const rng = new Rng(3);
+  for (let i = 0; i < block.length; i++) block[i] = rng.normal() * 4;
+  block[2 * V + 10] = 30; block[2 * V + 11] = 30; // a tie in row 2: the lower id
+  block[3 * V + 7] = NaN; // row 3 is bad
+  const picks = greedyRows(block, rows, V);
+  assert.ok(picks, 'the native addon is built');
+  assert.equal(picks.length, rows);
+  assert.equal(picks[2]!.token, 10);
+  const g = new Sampler({ temperature: 0 });
+  for (let r = 0; r < rows; r++) {
+    const row = block.subarray(r * V, (r + 1) * V);
+    if (r === 3) {
+      assert.throws(() => g.sample(row, [], 0, picks[r]), /logit 7 is NaN/);
+      continue;
+    }
+    assert.deepEqual(g.sample(row, [], 0, picks[r]), g.sample(row));
+    const general = g.distribution(row);
+    assert.equal(picks[r]!.token, general.ids[0]);
+  }
+  assert.equal(greedyRows(block.subarray(0, V * 2), rows, V), null, 'a block of the wrong size');
+  assert.equal(greedyRows(new Float32Array(10), 1, 10), null, 'below the native vocabulary size');
 });
