@@ -180,7 +180,8 @@ export class Sampler {
 
   /**
    * Choose the next token. `history` = prompt tokens then generated tokens; its first `promptLength`
-   * entries are the prompt (see the file comment). Draws exactly one uniform number unless greedy.
+   * entries are the prompt (see the file comment). Draws exactly one uniform number unless greedy. `pre`: this row's
+   * pick from `greedyRows` (a batch's rows picked together), used on the plain greedy path instead of picking again.
    */
   sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0, pre?: GreedyPick): { token: number; logprob: number } {
     const fast = this.greedyPlain(logits, history, promptLength, pre);
