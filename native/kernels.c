@@ -2052,7 +2052,9 @@ static void rattn_team(void *vc_, int tid, int nteam) {
     const long kend = past + i0 + ni, nbk = (kend + KB - 1) / KB;
     for (long c0 = 0; c0 < kend; c0 += KC) {
       const long nc = min_l(KC, kend - c0);
-      const float *Vb = NULL; /* the chunk's value rows (row stride vRow), f32, where they are not bf16 for pv_bf16 */
+      /* the chunk's value rows (row stride vRow) in f32: the cache's own (f32), a widened tile (bf16 without AVX-512,
+       * where a chunk is one tile), or none (pv_bf16 reads the bf16 rows) */
+      const float *Vb = c->bf16 ? NULL : (const float *)Vv + c0 * vRow;
       for (long j0 = c0; j0 < c0 + nc; j0 += KB) {
         const long nj = min_l(KB, c0 + nc - j0);
         float *St = S + (j0 - c0); /* this tile's columns of S (row stride KC) */
@@ -2061,18 +2063,15 @@ static void rattn_team(void *vc_, int tid, int nteam) {
           const long b = j0 / KB;
           rattn_prefetch(c, nxt.K, nxt.V, b * nxt.kend / nbk, (b + 1) * nxt.kend / nbk);
         }
-        const float *Kb = NULL; /* this tile's key rows [nj, Dk], f32 */
+        const float *Kb = (const float *)K + j0 * Dk; /* this tile's key rows [nj, Dk], f32 (f32 caches) */
         if (c->bf16) {
-          const uint16_t *kh = (const uint16_t *)K + j0 * Dk;
-          if (!dp || (c->vink && !pv)) widen_rows(Kf, kh, nj * Dk);
-          Kb = Vb = Kf;
-          if (!c->vink && !pv) {
-            widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
-            Vb = Vf;
+          /* widened keys: for the f32 scores (no pair products), or as the values of valuesInKeys without pv_bf16 */
+          if (!dp || (c->vink && !pv)) widen_rows(Kf, (const uint16_t *)K + j0 * Dk, nj * Dk);
+          Kb = Kf;
+          if (!pv) {
+            if (!c->vink) widen_rows(Vf, (const uint16_t *)Vv + j0 * Dv, nj * Dv);
+            Vb = c->vink ? Kf : Vf;
           }
-        } else {
-          Kb = (const float *)K + j0 * Dk;
-          Vb = (const float *)Vv + c0 * vRow;
         }
         if (dp) {
 #ifdef R1_X86
