@@ -43,8 +43,51 @@
 
 static inline long min_l(long a, long b) { return a < b ? a : b; }
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+/* The loop below, 16 (AVX-512) or 8 (AVX2) values at a time, bit for bit: the rounding is integer arithmetic on the
+ * f32 bits, NaNs are selected by compare. Every packed product rounds its activations here (S1 at batch 16: ~4 M
+ * values per decode step, on the calling thread before the product's threads start: ~2 ms scalar). */
+__attribute__((target("avx512f,avx512bw"))) static long round_bf16_avx512(const float *src, uint16_t *dst, long n) {
+  const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), qbit = _mm512_set1_epi32(0x40);
+  long i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i u = _mm512_loadu_si512((const void *)(src + i));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+    const __m512i h = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), qbit));
+    _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(h));
+  }
+  return i;
+}
+__attribute__((target("avx2"))) static long round_bf16_avx2(const float *src, uint16_t *dst, long n) {
+  const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), qbit = _mm256_set1_epi32(0x40);
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i u = _mm256_loadu_si256((const __m256i *)(src + i));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf); /* both operands < 2^31: signed compare */
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one)), 16);
+    const __m256i h = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), qbit), nan);
+    /* 32-bit lanes holding 16-bit values -> 8 uint16 (packus saturates unsigned: the values are < 2^16) */
+    const __m128i lo = _mm256_castsi256_si128(h), hi = _mm256_extracti128_si256(h, 1);
+    _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo, hi));
+  }
+  return i;
+}
+#endif
+
 void r1_round_bf16(const float *src, uint16_t *dst, long n) {
-  for (long i = 0; i < n; i++) {
+  long i = 0;
+#if defined(__x86_64__) || defined(__i386__)
+  if (n >= 8) {
+    const int isa = r1_isa();
+    if (isa >= R1_ISA_AVX512) i = round_bf16_avx512(src, dst, n);
+    else if (isa >= R1_ISA_AVX2) i = round_bf16_avx2(src, dst, n);
+  }
+#endif
+  for (; i < n; i++) {
     uint32_t u;
     memcpy(&u, &src[i], 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) dst[i] = (uint16_t)((u >> 16) | 0x40); /* NaN: keep it a (quiet) NaN */

@@ -118,6 +118,39 @@ test('the panel layout: packMatrix (native qpanelPack when built) equals the Typ
     const rows = packMatrix(w, N, K, 'bf16', 'test', 'rows');
     assert.deepEqual(dequantPacked(p), dequantPacked(rows));
   }
+  // The rounding itself (native r1_round_bf16: 16 or 8 values per step where AVX-512 / AVX2 run, the scalar loop
+  // for the tail and elsewhere) on values that test each branch: ties up and down, overflow to infinity, signed
+  // zeros, subnormals and random finite bit patterns through the packer (which takes finite weights only); NaNs
+  // (kept NaN with sign and top payload bits, made quiet) and infinities through a bf16 KV cache's append.
+  const special = [0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, 0x7f7fffff, 0xff7f8000, 0x7f7f7fff, 0x00000000,
+    0x80000000, 0x00000001, 0x807fffff, 0x00008000, 0x00018000, 0x0000ffff, 0x3f7fffff, 0x7f800001, 0xff812345,
+    0x7fc00000, 0x7f800000, 0xff800000];
+  const bits = (finite: boolean, n: number): Uint32Array => {
+    const sp = special.filter((u) => !finite || (u & 0x7f800000) !== 0x7f800000);
+    const raw = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      let u = (rnd() * 2 ** 32) >>> 0;
+      while (finite && (u & 0x7f800000) === 0x7f800000) u = (rnd() * 2 ** 32) >>> 0;
+      raw[i] = i < sp.length ? sp[i]! : u;
+    }
+    for (let i = 0; i < sp.length; i++) raw[n - 1 - i] = sp[i]!; // again in the scalar tail of the last row
+    return raw;
+  };
+  const rounded = (raw: Uint32Array): Uint16Array => {
+    const f = new Float32Array(raw.buffer);
+    return Uint16Array.from(raw, (u, i) => ((u & 0x7fffffff) >>> 0 > 0x7f800000 ? (u >>> 16) | 0x40 : f32ToBf16Bits(f[i]!)));
+  };
+  const fin = bits(true, 37 * 41);
+  assert.deepEqual(packMatrix(new Float32Array(fin.buffer), 37, 41, 'bf16', 'test', 'panels').data, panelsFromRows(rounded(fin), 37, 41), 'special values');
+  const nat = loadNative();
+  if (nat) {
+    const rows = 37, D = 41, kb = bits(false, rows * D), vb = bits(false, rows * D);
+    const kc = new Uint16Array(rows * D), vc = new Uint16Array(rows * D);
+    nat.attentionRagged(new Float32Array(rows * D), new Float32Array(rows * D), new Float32Array(kb.buffer), new Float32Array(vb.buffer),
+      [kc], [vc], [{ n: rows, past: 0, cap: rows, kOffset: 0, vOffset: 0 }], 1, 1, D, D, 1, false);
+    assert.deepEqual(kc, rounded(kb), 'keys appended to a bf16 cache');
+    assert.deepEqual(vc, rounded(vb), 'values appended to a bf16 cache');
+  }
   assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'fp8', 'test', 'panels'), /'rows' layout only/);
   assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'panels' }), /in 16-row panels \(32\)/);
   assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'tiles' as 'rows' }), /unknown layout 'tiles'/);
