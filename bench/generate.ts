@@ -21,8 +21,10 @@
  *   PyTorch CPU (bench/peers/torch_generate.py, the architecture code of bench/peers/torch_model.py with a static
  *            KV cache): f32 paired with r1ts f32, bf16 with r1ts bf16.
  * Every r1ts row is printed once per applicable peer ({"peer": ..., "peer_tokens_per_s": ..., "ratio": r1ts / peer}),
- * or once with peer null; the peers' own rows follow (impl "llama.cpp" / "torch"). Sequential, not interleaved:
- * on a noisy machine, repeat the run.
+ * or once with peer null; the peers' own rows follow (impl "llama.cpp" / "torch"). The implementations run one after
+ * the other, not interleaved. --repeat N measures every row N times with the batch sizes interleaved (B1, B16, B1,
+ * B16, ...: a slow stretch of a shared machine then falls on both sides of the batch-16 / batch-1 ratio) and reports
+ * each phase's median run, with the lowest and highest tokens/s of the N (fields repeats, tokens_per_s_min/max).
  *
  * Targets (issue 5): batch-1 decode >= 70% of the roofline; >= 1.0x llama.cpp at equal bytes per parameter;
  * batch-16 decode throughput >= 8x batch-1 (field `batch_speedup` on the batch-16 decode rows).
@@ -57,6 +59,8 @@ const USAGE = `usage: npm run bench -- generate [options]
   --new N               new tokens per sequence (default 128; --quick 8)
   --threads N           threads for r1ts, llama.cpp and torch (default: cores)
   --seed N              weights and prompts (default 1)
+  --repeat N            measure every row N times, the batch sizes interleaved (B1, B16, B1, B16, ...), and report
+                        the median run (default 1; as llama-bench's -r; N odd gives a true median)
   --kv-cache T          r1ts KV cache: auto (default: bf16 for bf16/fp8 weights, f32 for f32), f32 or bf16
   --no-peer             r1ts only;  --no-llama / --no-torch: leave one peer out
   --quick               small settings for a smoke run
@@ -64,11 +68,11 @@ const USAGE = `usage: npm run bench -- generate [options]
 
 interface Opts {
   models: Shape[]; batches: number[]; dtypes: DType[]; prompt: number; gen: number; threads: number; seed: number;
-  json: boolean; llama: boolean; torch: boolean; quick: boolean; kvCache: KvCacheOption;
+  json: boolean; llama: boolean; torch: boolean; quick: boolean; kvCache: KvCacheOption; repeat: number;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { models: ['T1', 'M1', 'S1'], batches: [1, 16], dtypes: ['f32', 'bf16', 'fp8'], prompt: 256, gen: 128, threads: availableParallelism(), seed: 1, json: false, llama: true, torch: true, quick: false, kvCache: 'auto' };
+  const o: Opts = { models: ['T1', 'M1', 'S1'], batches: [1, 16], dtypes: ['f32', 'bf16', 'fp8'], prompt: 256, gen: 128, threads: availableParallelism(), seed: 1, json: false, llama: true, torch: true, quick: false, kvCache: 'auto', repeat: 1 };
   let models = false, prompt = false, gen = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -100,6 +104,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--new') { gen = true; o.gen = intFlag('generate', a, val(), 2); }
     else if (a === '--threads') o.threads = intFlag('generate', a, val(), 1);
     else if (a === '--seed') o.seed = intFlag('generate', a, val(), 0);
+    else if (a === '--repeat') o.repeat = intFlag('generate', a, val(), 1);
     else if (a === '--kv-cache') o.kvCache = parseKvCache(val(), 'bench generate: --kv-cache');
     else if (a === '--help' || a === '-h') { console.log(USAGE); process.exit(0); }
     else throw new UsageError(`bench generate: unknown option '${a}' (see --help)`);
@@ -126,6 +131,10 @@ export interface Row {
   weight_bytes_per_token?: number;
   roofline_tokens_per_s?: number;
   roofline_fraction?: number;
+  /** with --repeat N > 1: the number of runs, and the lowest and highest tokens/s among them (the row is the median run). */
+  repeats?: number;
+  tokens_per_s_min?: number;
+  tokens_per_s_max?: number;
   /** batch > 1 decode rows: tokens/s over the batch-1 decode tokens/s of the same impl/model/dtype. */
   batch_speedup?: number;
   /** r1ts rows: bytes of weights the model holds in memory in this format (f32 parameters left + packed data), MB. */
@@ -186,6 +195,19 @@ export function decodeBytesPerToken(c: ModelConfig, bytesOf: (name: string, shap
 // ------------------------------------------------------------------------------------------------
 
 interface PhaseResult { tokens: number; seconds: number }
+interface Measured { prefill: PhaseResult; decode: PhaseResult; kvCache?: string; runs?: { prefill: number[]; decode: number[] } }
+
+/** Several runs of one row -> the median run of each phase (by tokens/s; for an even count the lower middle one),
+ * with every run's tokens/s kept for the spread. */
+export function medianRun(rs: readonly Measured[]): Measured {
+  if (rs.length === 0) throw new Error('medianRun: no runs');
+  const pick = (phase: 'prefill' | 'decode'): PhaseResult => {
+    const sorted = [...rs].map((r) => r[phase]).sort((a, b) => a.tokens / a.seconds - b.tokens / b.seconds);
+    return sorted[Math.floor((sorted.length - 1) / 2)]!;
+  };
+  const rate = (x: PhaseResult): number => x.tokens / x.seconds;
+  return { prefill: pick('prefill'), decode: pick('decode'), kvCache: rs[0]!.kvCache, runs: { prefill: rs.map((r) => rate(r.prefill)), decode: rs.map((r) => rate(r.decode)) } };
+}
 
 function prompts(seed: number, batch: number, len: number, vocab: number): number[][] {
   const rng = new Rng(seed * 7919 + 17);
@@ -342,10 +364,16 @@ export default async function main(argv: string[]): Promise<void> {
       const promptsOf = new Map(o.batches.map((b) => [b, prompts(o.seed, b, o.prompt, config.vocabSize)]));
       const mine: Row[] = [];
       const peers: Row[] = [];
-      const phaseRows = (impl: string, dtype: string, batch: number, r: { prefill: PhaseResult; decode: PhaseResult; kvCache?: string }, bytes: number | null, heldBytes?: number): void => {
+      const phaseRows = (impl: string, dtype: string, batch: number, runs: readonly Measured[], bytes: number | null, heldBytes?: number): void => {
+        const r = medianRun(runs);
         for (const phase of ['prefill', 'decode'] as const) {
           const x = r[phase];
           const row: Row = { bench: 'generate', impl, model: shape, dtype, batch, phase, tokens: x.tokens, seconds: round(x.seconds, 4), tokens_per_s: round(x.tokens / x.seconds, 2) };
+          if (runs.length > 1) {
+            row.repeats = runs.length;
+            row.tokens_per_s_min = round(Math.min(...r.runs![phase]), 2);
+            row.tokens_per_s_max = round(Math.max(...r.runs![phase]), 2);
+          }
           if (heldBytes !== undefined) row.weights_mb = round(heldBytes / 1e6, 1);
           if (r.kvCache) row.kv_cache = r.kvCache;
           if (phase === 'decode' && bytes && batch === 1) {
@@ -383,7 +411,9 @@ export default async function main(argv: string[]): Promise<void> {
           // Warm-up (untimed): first touch of the weights and of the tensor pool, as the peers get below.
           runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2, o.kvCache);
           const held = weightBytes(model);
-          for (const b of o.batches) phaseRows('r1ts', dtype, b, runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache), bytes, held.dense + held.packed);
+          const runs = new Map<number, Measured[]>(o.batches.map((b) => [b, []]));
+          for (let k = 0; k < o.repeat; k++) for (const b of o.batches) runs.get(b)!.push(runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache));
+          for (const b of o.batches) phaseRows('r1ts', dtype, b, runs.get(b)!, bytes, held.dense + held.packed);
         } catch (e) {
           note(`r1ts ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
         } finally {
@@ -396,13 +426,17 @@ export default async function main(argv: string[]): Promise<void> {
       // --- llama.cpp on the GGUF files.
       for (const g of ggufs) {
         const bytes = decodeBytesPerToken(config, ggufBytesOf(g.type));
-        for (const b of o.batches) {
-          try {
-            phaseRows(`llama.cpp`, g.type, b, await runLlama(llama!.llama, g.path, promptsOf.get(b)!, o.gen, o.threads), bytes);
-          } catch (e) {
-            note(`llama.cpp ${shape} ${g.type} batch ${b} failed: ${(e as Error).message.split('\n')[0]}`);
+        const runs = new Map<number, Measured[]>(o.batches.map((b) => [b, []]));
+        for (let k = 0; k < o.repeat; k++) {
+          for (const b of o.batches) {
+            try {
+              runs.get(b)!.push(await runLlama(llama!.llama, g.path, promptsOf.get(b)!, o.gen, o.threads));
+            } catch (e) {
+              note(`llama.cpp ${shape} ${g.type} batch ${b} failed: ${(e as Error).message.split('\n')[0]}`);
+            }
           }
         }
+        for (const b of o.batches) if (runs.get(b)!.length) phaseRows(`llama.cpp`, g.type, b, runs.get(b)!, bytes);
         rmSync(g.path, { force: true });
       }
 
@@ -412,9 +446,13 @@ export default async function main(argv: string[]): Promise<void> {
           const pf = join(work, `${shape}-prompts.json`);
           writeFileSync(pf, JSON.stringify(Object.fromEntries(promptsOf)));
           try {
-            const t = await runTorch(configPath, dtype, pf, o.batches, o.gen, o.threads, o.seed);
+            const all: PeerRun[] = [];
+            for (let k = 0; k < o.repeat; k++) all.push(...(await runTorch(configPath, dtype, pf, o.batches, o.gen, o.threads, o.seed)).runs);
             const bytes = decodeBytesPerToken(config, (_n, s) => numel(s) * (dtype === 'f32' ? 4 : 2));
-            for (const r of t.runs) phaseRows('torch', dtype, r.batch, r, bytes);
+            for (const b of o.batches) {
+              const rs = all.filter((r) => r.batch === b);
+              if (rs.length) phaseRows('torch', dtype, b, rs, bytes);
+            }
           } catch (e) {
             note(`PyTorch ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
           }
