@@ -30,12 +30,14 @@
  * output without training (with --smooth, at another smoothing; --plot-dir, --tag apply).
  *
  * Run: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S]
- *                                 [--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
+ *                                 [--lr X] [--warmup N] [--beta2 X] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
  *                                 [--moments bf16|f32] [--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc]
  *                                 [--fp8-gemms fprop,dgrad,wgrad] [--yardstick E] [--bf16] [--tag NAME] [--f32-eval]
  * The last three vary the fp8 run only (defaults: the paper's recipe, bf16 moments, re-quantized cached activation,
  * f32-accumulating GEMM; 'fp8-acc' is the 14-bit-accumulator emulation and is far slower). --fp8-gemms lists the GEMMs
  * the fp8 run quantizes (ablation; the others run on f32 operands).
+ * --beta2 X sets AdamW's beta2 for every run (default 0.999, PyTorch's; DeepSeek-V3 trained with 0.95, section 4.2:
+ * with BF16 moments at 0.999, v's per-step change 0.1% x (g^2/v - 1) falls below half a BF16 ulp late in a run).
  * Defaults: both models, 100 steps, seed 0, batch 4 x seq 128 (512 tokens/step), lr 1e-3, warmup 10, plots in bench/out/.
  * Time on this 2-core machine (shared, so approximate): T1 ~0.4-0.6 s/step f32 + ~1.0 s/step fp8, ~2.5 min per seed at
  * the defaults; M1 ~1.05 + ~1.95 s/step, ~5 min per seed (before the native per-tile quantizer: T1 at batch 8 now
@@ -69,12 +71,14 @@ const CONFIGS: Record<string, string> = {
 };
 
 const USAGE = 'usage: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S] ' +
-  '[--lr X] [--warmup N] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
+  '[--lr X] [--warmup N] [--beta2 X] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
   '[--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc] [--fp8-gemms fprop,dgrad,wgrad] [--yardstick 1e-6] [--bf16] [--tag NAME] [--f32-eval] [--replot FILE.json]';
 
 interface Opts {
   json: boolean; models: string[]; steps: number; seeds: number[]; batch: number; seq: number; lr: number; warmup: number;
   smooth: number; plotDir: string; threshold: number; problems: number;
+  /** AdamW's beta2 for every run (DeepSeek-V3 section 4.2 trains with 0.9 / 0.95; PyTorch's default is 0.999). */
+  beta2: number;
   /** Variants of the fp8 run, to attribute a difference: AdamW moment storage, Wgrad's X operand, GEMM engine. */
   moments: 'f32' | 'bf16'; wgradInput: 'requantize-cached' | 'fresh'; gemm: 'f32' | 'fp8-acc';
   /** Also run f32 from initial weights perturbed by this relative amount (0 = no such run). */
@@ -98,7 +102,7 @@ interface Opts {
 function parse(argv: string[]): Opts {
   const o: Opts = {
     json: false, models: ['T1', 'M1'], steps: 100, seeds: [0], batch: 4, seq: 128, lr: 1e-3, warmup: 10, smooth: 0.6,
-    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, tag: '', f32Eval: false, replot: '', smoothSet: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
+    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, tag: '', f32Eval: false, replot: '', smoothSet: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, beta2: 0.999, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
   };
   const choice = <T extends string>(flag: string, v: string, allowed: readonly T[]): T => {
     if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`bench fp8-train: ${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
@@ -140,6 +144,7 @@ function parse(argv: string[]): Opts {
     }
     else if (a === '--yardstick') o.yardstick = num(a, val(), false, 0);
     else if (a === '--tag') { o.tag = val(); if (!/^[A-Za-z0-9._-]+$/.test(o.tag)) throw new UsageError(`bench fp8-train: --tag must be letters, digits, '.', '_' or '-', got '${o.tag}'`); }
+    else if (a === '--beta2') { o.beta2 = num(a, val(), false, 0); if (o.beta2 >= 1) throw new UsageError(`bench fp8-train: --beta2 must be in [0, 1), got ${o.beta2}`); }
     else if (a === '--moments') o.moments = choice(a, val(), ['f32', 'bf16'] as const);
     else if (a === '--wgrad-input') o.wgradInput = choice(a, val(), ['requantize-cached', 'fresh'] as const);
     else if (a === '--gemm') o.gemm = choice(a, val(), ['f32', 'fp8-acc'] as const);
@@ -181,7 +186,7 @@ function trainOnce(model: string, seed: number, mode: 'f32' | 'fp8' | 'bf16', ex
   }
   const trainer = new Trainer(m, {
     lr: cosineSchedule({ lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, minLr: o.lr * 0.1 }),
-    weightDecay: 0.1, clip: 1.0, mtpWeight: 0.3, biasGamma: 0.001, precision: mode === 'bf16' ? undefined : precision,
+    betas: [0.9, o.beta2], weightDecay: 0.1, clip: 1.0, mtpWeight: 0.3, biasGamma: 0.001, precision: mode === 'bf16' ? undefined : precision,
     momentDtype: precision === 'fp8' ? o.moments : 'f32', fp8: { wgradInput: o.wgradInput, gemm: o.gemm, quantize: o.fp8Gemms },
   });
   const nFp8 = fp8Layers(m).length;
@@ -326,7 +331,7 @@ export default async function run(argv: string[]): Promise<void> {
     })), { yardstick: o.yardstick, smooth: o.smooth, warmup: o.warmup, plotDir: o.plotDir, tag: o.tag });
 
     const row = {
-      bench: 'fp8-train', model, tag: o.tag, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds, yardstick: o.yardstick, bf16: o.bf16, f32_eval: o.f32Eval,
+      bench: 'fp8-train', model, tag: o.tag, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), beta2: o.beta2, moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds, yardstick: o.yardstick, bf16: o.bf16, f32_eval: o.f32Eval,
       fp8_layers: perSeed[0]!.fp8.fp8Layers,
       smoothed_max_rel_pct: r4(worstMax), smoothed_mean_rel_pct: r4(worstMean), threshold_pct: o.threshold, within: worstMax <= o.threshold,
       per_seed: perSeed.map((p) => ({

@@ -13,6 +13,13 @@ import { scheduleFlags, scheduleUsage, parseSchedule } from '../train/schedule.j
 import { runTraining } from '../train/run.js';
 import { getTask, taskNames } from '../tasks/index.js';
 
+/** An AdamW beta: a number in [0, 1). */
+function betaFlag(command: string, flag: string, raw: unknown, def: number): number {
+  const v = numberFlag(command, flag, raw, { min: 0, def });
+  if (v >= 1) throw new UsageError(`r1 ${command}: --${flag} must be below 1, got ${v}`);
+  return v;
+}
+
 export function trainCommand(kind: 'pretrain' | 'sft'): Command {
   const name = kind;
   const usage = `r1 ${name} --model <folder|config.json> --out <dir> (--data <file.jsonl> | --task <name>) --lr X [options]
@@ -40,6 +47,8 @@ Face folder with the tokenizer). DeepSeek-V3 models also train their MTP modules
   --resume             continue from the newest checkpoint in <out>/checkpoints
   --clip X             gradient-norm clip (default 1.0; 0 = off)
   --weight-decay X     AdamW weight decay (default 0.1)
+  --adam-beta1 X       AdamW beta1 (default 0.9)
+  --adam-beta2 X       AdamW beta2 (default 0.999; DeepSeek-V3 pretrained with 0.95)
   --mtp-weight X       DeepSeek-V3: MTP loss weight lambda (default 0.3)
   --bias-gamma X       DeepSeek-V3: aux-loss-free bias update speed (default 0.001)
   --balance-alpha X    DeepSeek-V3: sequence-wise balance loss weight (default 0)
@@ -58,7 +67,7 @@ ${scheduleUsage}
         model: { type: 'string' }, tokenizer: { type: 'string' }, data: { type: 'string' }, task: { type: 'string' }, problems: { type: 'string' },
         difficulty: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' },
         'grad-accum': { type: 'string' }, 'no-pack': { type: 'boolean' }, seed: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'boolean' },
-        clip: { type: 'string' }, 'weight-decay': { type: 'string' }, 'mtp-weight': { type: 'string' }, 'bias-gamma': { type: 'string' }, 'balance-alpha': { type: 'string' },
+        clip: { type: 'string' }, 'weight-decay': { type: 'string' }, 'adam-beta1': { type: 'string' }, 'adam-beta2': { type: 'string' }, 'mtp-weight': { type: 'string' }, 'bias-gamma': { type: 'string' }, 'balance-alpha': { type: 'string' },
         precision: { type: 'string' },
         ...scheduleFlags,
       }, false);
@@ -110,6 +119,7 @@ ${scheduleUsage}
         resume: values['resume'] === true,
         clip: numberFlag(name, 'clip', values['clip'], { min: 0, def: 1.0 }),
         weightDecay: numberFlag(name, 'weight-decay', values['weight-decay'], { min: 0, def: 0.1 }),
+        betas: [betaFlag(name, 'adam-beta1', values['adam-beta1'], 0.9), betaFlag(name, 'adam-beta2', values['adam-beta2'], 0.999)],
         mtpWeight: numberFlag(name, 'mtp-weight', values['mtp-weight'], { min: 0, def: 0.3 }),
         biasGamma: numberFlag(name, 'bias-gamma', values['bias-gamma'], { min: 0, def: 0.001 }),
         balanceAlpha: numberFlag(name, 'balance-alpha', values['balance-alpha'], { min: 0, def: 0 }),

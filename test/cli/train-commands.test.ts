@@ -42,6 +42,15 @@ test('pretrain, sft (resumable), eval and run on a tiny DeepSeek-V3 from the com
     assert.equal(ps.steps, 4);
     assert.ok(Number.isFinite(ps.finalLoss));
     assert.ok(existsSync(join(ps.modelDir, 'model.safetensors')) && existsSync(join(ps.modelDir, 'tokenizer.json')));
+    // --adam-beta2 reaches the optimizer: the same run with DeepSeek-V3's 0.95 follows another curve from step 2 on
+    // (Adam's first update is sign(g) x lr whatever beta2 is).
+    const preB = await capture(() => pretrain.run(['--model', cfg, '--tokenizer', tokDir, '--task', 'arithmetic', '--problems', '200', '--out', join(dir, 'pre-b2'), '--steps', '4', '--batch', '2', '--seq', '64', '--lr', '1e-3', '--adam-beta2', '0.95', '--json']));
+    const lossesOf = (run: string) => readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+    const [la, lb] = [lossesOf('pre'), lossesOf('pre-b2')];
+    assert.equal(JSON.parse(preB.out).steps, 4);
+    assert.deepEqual(lb.slice(0, 2), la.slice(0, 2), 'steps 1-2 see the same weights (first update independent of beta2)');
+    assert.notDeepEqual(lb.slice(2), la.slice(2));
+    await assert.rejects(() => pretrain.run(['--model', cfg, '--tokenizer', tokDir, '--task', 'arithmetic', '--out', join(dir, 'x'), '--lr', '1e-3', '--adam-beta2', '1']), /--adam-beta2 must be below 1/);
     // SFT from the pretrained folder, stopped after 2 steps, then resumed to 4: the metrics continue the same run.
     const sftArgs = (steps: string) => ['--model', ps.modelDir, '--task', 'arithmetic', '--problems', '100', '--out', join(dir, 'sft'), '--steps', steps, '--batch', '2', '--seq', '64', '--lr', '1e-3', '--lr-schedule', 'constant', '--save-every', '1', '--json'];
     const full = await capture(() => sft.run(sftArgs('4')));
