@@ -7,7 +7,10 @@
  *   decode   128 new tokens per sequence, greedy (the first comes out of the prefill step; the other 127 are
  *            decode steps with B sequences each). tokens/s = decode tokens fed / time of the decode steps.
  * Limits: memory bandwidth measured in the same run (a row sum over a 512 MiB f32 tensor [64, 2^21] through the
- * native backend's k_reduce, all threads, best of 5: bytes read / time), and the decode roofline
+ * native backend's k_reduce, all threads: bytes read / time), at the start (best of 5) and again before every timed
+ * repeat (best of 3; a shared VM's bandwidth moves within minutes): a batch-1 decode row's roofline uses the median
+ * of the probes taken next to its own runs (fields bandwidth_gb_per_s, bandwidth_probes), and a closing row
+ * {"kind":"bandwidth","scope":"run"} gives the median, lowest and highest probe of the run. The decode roofline
  * = bandwidth / weight bytes per token, where the weight bytes per token are the bytes a batch-1 decode step must
  * stream: every matrix once (packed bytes for packed layers), the output head (a tied head counts the packed copy
  * when there is one), the embedding row only, for MoE layers only top-k of the routed experts (k/E of their bytes),
@@ -43,7 +46,7 @@ import { packWeights, packableLinears, weightBytes } from '../src/nn/packed-weig
 import { Rng, tidy, full } from '../src/tensor/index.js';
 import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
 import { writeQwen2Gguf, weightsOf, type TokenizerJson, type GgufOutType } from '../src/io/gguf.js';
-import { REPO_ROOT, TORCH_PYTHON, torchUnavailable, intFlag, printTable, round } from './model-common.js';
+import { REPO_ROOT, TORCH_PYTHON, torchUnavailable, intFlag, printTable, round, median } from './model-common.js';
 import { loadNodeLlamaCpp, nodeLlamaCppMissing, type Llama } from './peers/llama-cpp.js';
 
 const SHAPE_DIRS = { T1: 't1-dense', M1: 'm1-moe', S1: 's1-qwen2.5-0.5b' } as const;
@@ -129,6 +132,9 @@ export interface Row {
   tokens_per_s: number;
   /** batch-1 decode rows: bytes streamed per decode step, the roofline (bandwidth / those bytes, tokens/s) and the fraction reached. */
   weight_bytes_per_token?: number;
+  /** The median of the bandwidth probes taken before this row's timed repeats, and their count. */
+  bandwidth_gb_per_s?: number;
+  bandwidth_probes?: number;
   roofline_tokens_per_s?: number;
   roofline_fraction?: number;
   /** with --repeat N > 1: the number of runs, and the lowest and highest tokens/s among them (the row is the median run). */
@@ -152,22 +158,31 @@ export interface Row {
 // Bandwidth and weight bytes
 // ------------------------------------------------------------------------------------------------
 
-/** Read bandwidth (bytes/s): row sums over a 512 MiB f32 tensor [64, 2^21] (native k_reduce, parallel over rows). */
-export function measureBandwidth(reps = 5): { bytesPerS: number; method: string } {
-  const rows = 64, cols = 1 << 21;
-  const x = full([rows, cols], 1);
-  try {
+/**
+ * Read bandwidth (bytes/s): row sums over a 512 MiB f32 tensor [64, 2^21] (native k_reduce, parallel over rows).
+ * One probe object keeps its tensor for the whole run, so the bandwidth can be measured again next to every timed
+ * decode: on a shared VM it moves by tens of percent within minutes (33 vs 52-57 GB/s on the same machine an hour
+ * apart, 2026-12-06), and a roofline from one probe at the start misstates every fraction measured later.
+ */
+export class BandwidthProbe {
+  static readonly METHOD = 'row sum of a 512 MiB f32 tensor [64, 2^21] via the native backend (k_reduce)';
+  private readonly x = full([64, 1 << 21], 1);
+  /** Every measurement so far, bytes/s. */
+  readonly samples: number[] = [];
+  constructor() { tidy(() => { this.x.sum(-1).toArray(); }); } // faults the pages in
+  /** Best of `reps` passes, bytes/s (also appended to `samples`). */
+  measure(reps = 3): number {
     let best = Infinity;
-    for (let r = 0; r < reps + 1; r++) {
+    for (let r = 0; r < reps; r++) {
       const t0 = performance.now();
-      tidy(() => { x.sum(-1).toArray(); });
-      const dt = (performance.now() - t0) / 1000;
-      if (r > 0) best = Math.min(best, dt); // the first pass also faults the pages in
+      tidy(() => { this.x.sum(-1).toArray(); });
+      best = Math.min(best, (performance.now() - t0) / 1000);
     }
-    return { bytesPerS: (rows * cols * 4) / best, method: `row sum of a 512 MiB f32 tensor [64, 2^21] via the native backend (k_reduce), best of ${reps}` };
-  } finally {
-    x.dispose();
+    const bps = (this.x.shape[0]! * this.x.shape[1]! * 4) / best;
+    this.samples.push(bps);
+    return bps;
   }
+  dispose(): void { this.x.dispose(); }
 }
 
 /**
@@ -344,9 +359,12 @@ export default async function main(argv: string[]): Promise<void> {
     else console.error(`note: ${s}`);
   };
 
-  const bw = measureBandwidth();
-  if (o.json) console.log(JSON.stringify({ bench: 'generate', kind: 'bandwidth', bytes_per_s: Math.round(bw.bytesPerS), gb_per_s: round(bw.bytesPerS / 1e9, 2), method: bw.method, threads: o.threads }));
-  else console.log(`memory bandwidth: ${round(bw.bytesPerS / 1e9, 2)} GB/s (${bw.method}, ${o.threads} threads)`);
+  // The bandwidth at the start, then again before every timed repeat of every weight format: each batch-1 decode
+  // row's roofline uses the median of the probes taken next to its own runs.
+  const probe = new BandwidthProbe();
+  const bw0 = probe.measure(5);
+  if (o.json) console.log(JSON.stringify({ bench: 'generate', kind: 'bandwidth', scope: 'start', bytes_per_s: Math.round(bw0), gb_per_s: round(bw0 / 1e9, 2), method: `${BandwidthProbe.METHOD}, best of 5`, threads: o.threads }));
+  else console.log(`memory bandwidth at the start: ${round(bw0 / 1e9, 2)} GB/s (${BandwidthProbe.METHOD}, best of 5, ${o.threads} threads); probed again before every timed repeat`);
 
   const llamaMissing = o.llama ? nodeLlamaCppMissing() : 'disabled (--no-llama / --no-peer)';
   const torchMissing = o.torch ? torchUnavailable() : 'disabled (--no-torch / --no-peer)';
@@ -364,7 +382,7 @@ export default async function main(argv: string[]): Promise<void> {
       const promptsOf = new Map(o.batches.map((b) => [b, prompts(o.seed, b, o.prompt, config.vocabSize)]));
       const mine: Row[] = [];
       const peers: Row[] = [];
-      const phaseRows = (impl: string, dtype: string, batch: number, runs: readonly Measured[], bytes: number | null, heldBytes?: number): void => {
+      const phaseRows = (impl: string, dtype: string, batch: number, runs: readonly Measured[], bytes: number | null, probes: readonly number[], heldBytes?: number): void => {
         const r = medianRun(runs);
         for (const phase of ['prefill', 'decode'] as const) {
           const x = r[phase];
@@ -378,8 +396,11 @@ export default async function main(argv: string[]): Promise<void> {
           if (r.kvCache) row.kv_cache = r.kvCache;
           if (phase === 'decode' && bytes && batch === 1) {
             row.weight_bytes_per_token = Math.round(bytes);
-            row.roofline_tokens_per_s = round(bw.bytesPerS / bytes, 2);
-            row.roofline_fraction = round(x.tokens / x.seconds / (batch * (bw.bytesPerS / bytes)), 3);
+            const bw = median(probes);
+            row.bandwidth_gb_per_s = round(bw / 1e9, 2);
+            row.bandwidth_probes = probes.length;
+            row.roofline_tokens_per_s = round(bw / bytes, 2);
+            row.roofline_fraction = round(x.tokens / x.seconds / (batch * (bw / bytes)), 3);
           }
           (impl === 'r1ts' ? mine : peers).push(row);
         }
@@ -412,8 +433,12 @@ export default async function main(argv: string[]): Promise<void> {
           runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2, o.kvCache);
           const held = weightBytes(model);
           const runs = new Map<number, Measured[]>(o.batches.map((b) => [b, []]));
-          for (let k = 0; k < o.repeat; k++) for (const b of o.batches) runs.get(b)!.push(runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache));
-          for (const b of o.batches) phaseRows('r1ts', dtype, b, runs.get(b)!, bytes, held.dense + held.packed);
+          const probes: number[] = [];
+          for (let k = 0; k < o.repeat; k++) {
+            probes.push(probe.measure());
+            for (const b of o.batches) runs.get(b)!.push(runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache));
+          }
+          for (const b of o.batches) phaseRows('r1ts', dtype, b, runs.get(b)!, bytes, probes, held.dense + held.packed);
         } catch (e) {
           note(`r1ts ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
         } finally {
@@ -427,7 +452,9 @@ export default async function main(argv: string[]): Promise<void> {
       for (const g of ggufs) {
         const bytes = decodeBytesPerToken(config, ggufBytesOf(g.type));
         const runs = new Map<number, Measured[]>(o.batches.map((b) => [b, []]));
+        const probes: number[] = [];
         for (let k = 0; k < o.repeat; k++) {
+          probes.push(probe.measure());
           for (const b of o.batches) {
             try {
               runs.get(b)!.push(await runLlama(llama!.llama, g.path, promptsOf.get(b)!, o.gen, o.threads));
@@ -436,7 +463,7 @@ export default async function main(argv: string[]): Promise<void> {
             }
           }
         }
-        for (const b of o.batches) if (runs.get(b)!.length) phaseRows(`llama.cpp`, g.type, b, runs.get(b)!, bytes);
+        for (const b of o.batches) if (runs.get(b)!.length) phaseRows(`llama.cpp`, g.type, b, runs.get(b)!, bytes, probes);
         rmSync(g.path, { force: true });
       }
 
@@ -447,11 +474,15 @@ export default async function main(argv: string[]): Promise<void> {
           writeFileSync(pf, JSON.stringify(Object.fromEntries(promptsOf)));
           try {
             const all: PeerRun[] = [];
-            for (let k = 0; k < o.repeat; k++) all.push(...(await runTorch(configPath, dtype, pf, o.batches, o.gen, o.threads, o.seed)).runs);
+            const probes: number[] = [];
+            for (let k = 0; k < o.repeat; k++) {
+              probes.push(probe.measure());
+              all.push(...(await runTorch(configPath, dtype, pf, o.batches, o.gen, o.threads, o.seed)).runs);
+            }
             const bytes = decodeBytesPerToken(config, (_n, s) => numel(s) * (dtype === 'f32' ? 4 : 2));
             for (const b of o.batches) {
               const rs = all.filter((r) => r.batch === b);
-              if (rs.length) phaseRows('torch', dtype, b, rs, bytes);
+              if (rs.length) phaseRows('torch', dtype, b, rs, bytes, probes);
             }
           } catch (e) {
             note(`PyTorch ${shape} ${dtype} failed: ${(e as Error).message.split('\n')[0]}`);
@@ -479,7 +510,12 @@ export default async function main(argv: string[]): Promise<void> {
       }
       for (const r of peers) emit(r);
     }
+    const all = probe.samples;
+    const summary = { bench: 'generate', kind: 'bandwidth', scope: 'run', probes: all.length, gb_per_s_median: round(median(all) / 1e9, 2), gb_per_s_min: round(Math.min(...all) / 1e9, 2), gb_per_s_max: round(Math.max(...all) / 1e9, 2), method: `${BandwidthProbe.METHOD}, best of 3 per probe` };
+    if (o.json) console.log(JSON.stringify(summary));
+    else notes.push(`memory bandwidth over the run: median ${summary.gb_per_s_median} GB/s (${summary.gb_per_s_min}-${summary.gb_per_s_max}, ${all.length} probes)`);
   } finally {
+    probe.dispose();
     if (llama) await llama.llama.dispose();
     rmSync(work, { recursive: true, force: true });
   }
