@@ -623,6 +623,21 @@ static int env_no_qsmall(void) {
   return v;
 }
 
+static int env_no_gemv_vbmi(void) {
+  static int v = -1;
+  if (v < 0) v = getenv("R1_QGEMM_NO_GEMV_VBMI") != NULL; /* tuning hook: the fp8 GEMV without the table decode */
+  return v;
+}
+/* x for r1_qsmall_gemv, in its order */
+static _Thread_local uint16_t *xp_buf;
+static _Thread_local size_t xp_cap;
+typedef struct { r1_qsmall a; const uint16_t *xp; } qgemv_ctx;
+static void qgemv_chunk(void *vctx, long g0, long g1, int tid) {
+  (void)tid;
+  const qgemv_ctx *c = vctx;
+  r1_qsmall_gemv(&c->a, c->xp, g0, g1);
+}
+
 int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, const float *S,
              const float *bias, float *Y) {
   if (M <= 0 || N <= 0) return 1;
@@ -659,6 +674,24 @@ int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, con
     for (long i = 0; i < M; i++)
       for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;
     return 1;
+  }
+  /* fp8 GEMV on AVX512_BF16 + VBMI: weights decoded to bf16 in registers (qsmall.c r1_qsmall_gemv), x stored once
+   * in the kernel's order. */
+  if (M == 1 && r1_qsmall_gemv_ok(fmt) && !env_no_gemv_vbmi()) {
+    const long xl = r1_qsmall_gemv_xlen(K);
+    if (xp_cap < (size_t)xl) {
+      free(xp_buf);
+      xp_buf = aligned_alloc(64, ((size_t)xl * sizeof(uint16_t) + 63) / 64 * 64);
+      xp_cap = xp_buf ? (size_t)xl : 0;
+    }
+    if (xp_cap) {
+      r1_qsmall_gemv_x(xh_buf, K, xp_buf);
+      qgemv_ctx c = {{.fmt = fmt, .M = 1, .N = N, .K = K, .sk = g.sk, .W = W, .S = S, .bias = bias, .Y = Y}, xp_buf};
+      const long groups = cdiv(N, QR);
+      if (N * K >= 65536) r1_parallel_for(groups, max_l(1, 32768 / (QR * K)), qgemv_chunk, &c);
+      else qgemv_chunk(&c, 0, groups, 0);
+      return 1;
+    }
   }
 #ifdef R1_X86
   /* fp8 GEMV on AVX-512: the bit-moving decode needs x pre-scaled (see e4m3x16_raw), and the block scales are

@@ -284,6 +284,87 @@ T5 AI __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half_sum(a), half_sum(b)), _mm256_hadd_ps(half_sum(c), half_sum(d)));
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
+/* M = 1 fp8 (E4M3) GEMV with the weights decoded in registers. The two table lookups give the low and high bytes of
+ * 64 weights' bf16 (value * 2^-8, as above); vpunpcklbw / vpunpckhbw interleave them into words within each 128-bit
+ * lane (one in-lane shuffle each, against a two-source byte permute), so a register holds the weights of codes
+ * 0-7, 16-23, 32-39, 48-55 of a 64-code chunk and the other the rest. x is stored once per call in that same order
+ * (r1_qsmall_gemv_x), which leaves the dot products unchanged: per 64 weights one load, four shuffles, one ternary
+ * logic op and two vdpbf16ps, against 16-20 operations for the bit-moving f32 decode of qgemm.c. The block scale
+ * (times 2^8) multiplies each 128-wide partial sum, as on the M >= 2 path, so both give the same sums up to order. */
+static const uint8_t pair_order[64] = {0,  1,  2,  3,  4,  5,  6,  7,  16, 17, 18, 19, 20, 21, 22, 23, 32, 33, 34, 35, 36, 37,
+                                       38, 39, 48, 49, 50, 51, 52, 53, 54, 55, 8,  9,  10, 11, 12, 13, 14, 15, 24, 25, 26, 27,
+                                       28, 29, 30, 31, 40, 41, 42, 43, 44, 45, 46, 47, 56, 57, 58, 59, 60, 61, 62, 63};
+int r1_qsmall_gemv_ok(int fmt) {
+  return fmt == R1_QW_E4M3 && r1_qsmall_ok(fmt) && r1_cpu_vbmi() && !getenv("R1_QSMALL_NO_VBMI"); /* as rows() */
+}
+long r1_qsmall_gemv_xlen(long K) { return (K + 63) / 64 * 64; }
+void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
+  for (long c = 0; c < K; c += 64)
+    for (int t = 0; t < 64; t++) xp[c + t] = c + pair_order[t] < K ? xb[c + pair_order[t]] : 0;
+}
+/* Prefetch: a group of 4 rows up to QS_GEMV_PF_NEAR bytes (K = 896: 3.5 KiB) pulls the next group in at 4x the row
+ * pace, as qgemm.c does; longer rows (the MLP down projection, K = 4864) prefetch each row QS_GEMV_PFD bytes ahead.
+ * S1's down projection from DRAM, 2 threads (bench qgemm --m 1 --cases down --set-mb 384): no prefetch 12.5-17.5 GB/s,
+ * 512 B ahead 29.3, 1 KiB 30.4, 2 KiB 27.2, 4 KiB 22.4 (the f32-decode kernel without prefetch: 21-23.6). */
+#ifndef QS_GEMV_PF_NEAR
+#define QS_GEMV_PF_NEAR 8192
+#endif
+#ifndef QS_GEMV_PFD
+#define QS_GEMV_PFD 1024
+#endif
+T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) {
+  const long N = a->N, K = a->K;
+  const __m512i tl0 = _mm512_load_si512((const void *)e4m3_bf16_lo), tl1 = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
+  const __m512i th0 = _mm512_load_si512((const void *)e4m3_bf16_hi), th1 = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
+  const __m512i sign = _mm512_set1_epi8((char)0x80);
+  const uint8_t *W = (const uint8_t *)a->W;
+  const int far = 4 * K > QS_GEMV_PF_NEAR;
+#define GV_DEC(R, C, LO, HI)                                                                                         \
+  const __m512i C = _mm512_maskz_loadu_epi8(m, w##R + p);                                                          \
+  const __m512i LO = _mm512_permutex2var_epi8(tl0, C, tl1);                                                         \
+  const __m512i HI = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, C, th1), C, sign, 0xF8);
+#define GV_ROW(R)                                                                                                   \
+  {                                                                                                                 \
+    GV_DEC(R, c##R, lo##R, hi##R)                                                                                   \
+    a##R = _mm512_dpbf16_ps(a##R, (__m512bh)_mm512_unpacklo_epi8(lo##R, hi##R), (__m512bh)x0);                     \
+    b##R = _mm512_dpbf16_ps(b##R, (__m512bh)_mm512_unpackhi_epi8(lo##R, hi##R), (__m512bh)x1);                     \
+  }
+  for (long gi = g0; gi < g1; gi++) {
+    const long j = gi * QR;
+    const int nr = (int)min_l(QR, N - j);
+    const uint8_t *w0 = W + j * K, *w1 = W + (j + (nr > 1 ? 1 : 0)) * K, *w2 = W + (j + (nr > 2 ? 2 : 0)) * K,
+                  *w3 = W + (j + (nr > 3 ? 3 : 0)) * K; /* missing rows: a copy, discarded */
+    const uint8_t *nx = W + min_l(j + QR, N - 1) * K; /* the next group, prefetched at 4x the row pace */
+    const float *srow = a->S + (j / BLK) * a->sk;
+    __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+    for (long kb = 0; kb < K; kb += BLK) {
+      const long ke = min_l(K, kb + BLK);
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (long p = kb; p < ke; p += 64) {
+        if (!far)
+          for (int q = 0; q < 256; q += 64) _mm_prefetch((const char *)(nx + 4 * p + q), QS_PF_HINT);
+        else {
+          _mm_prefetch((const char *)(w0 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w1 + p + QS_GEMV_PFD), QS_PF_HINT);
+          _mm_prefetch((const char *)(w2 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w3 + p + QS_GEMV_PFD), QS_PF_HINT);
+        }
+        const long n = ke - p;
+        const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); /* past K: code 0 -> +0 */
+        const __m512i x0 = _mm512_load_si512((const void *)(xp + p)), x1 = _mm512_load_si512((const void *)(xp + p + 32));
+        GV_ROW(0) GV_ROW(1) GV_ROW(2) GV_ROW(3)
+      }
+      const __m512 vs = _mm512_set1_ps(srow[kb / BLK] * 256.0f); /* 2^8 undoes the decode's 2^-8 exactly */
+      t0 = _mm512_fmadd_ps(_mm512_add_ps(a0, b0), vs, t0); t1 = _mm512_fmadd_ps(_mm512_add_ps(a1, b1), vs, t1);
+      t2 = _mm512_fmadd_ps(_mm512_add_ps(a2, b2), vs, t2); t3 = _mm512_fmadd_ps(_mm512_add_ps(a3, b3), vs, t3);
+    }
+#undef GV_ROW
+#undef GV_DEC
+    float o[QR];
+    _mm_storeu_ps(o, hsum4(t0, t1, t2, t3));
+    for (int r = 0; r < nr; r++) a->Y[j + r] = o[r] + (a->bias ? a->bias[j + r] : 0.0f);
+  }
+}
+void r1_qsmall_gemv(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) { gemv_e4m3_vbmi(a, xp, g0, g1); }
+
 /* Y[i0 + i, j + r] = sum of tot[r * 6 + i] (+ bias[j + r]). */
 T5 static void store_block(const r1_qsmall *a, long i0, int mr, long j, int nr, const __m512 *tot) {
   float b4[QR] = {0, 0, 0, 0};
@@ -582,4 +663,11 @@ int r1_qsmall_ok(int fmt) {
 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1) {
   (void)a; (void)g0; (void)g1;
 }
+int r1_qsmall_gemv_ok(int fmt) {
+  (void)fmt;
+  return 0;
+}
+long r1_qsmall_gemv_xlen(long K) { return K; }
+void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) { (void)xb; (void)K; (void)xp; }
+void r1_qsmall_gemv(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) { (void)a; (void)xp; (void)g0; (void)g1; }
 #endif

@@ -28,6 +28,13 @@ typedef struct {
 int r1_qsmall_ok(int fmt);
 /* Output rows [4 g0, min(4 g1, N)) of Y (groups of 4 W rows; a group never straddles a 128-row scale block). */
 void r1_qsmall_rows(const r1_qsmall *a, long g0, long g1);
+/* M = 1 with E4M3 weights, decoded in registers (AVX512_BF16 + AVX512_VBMI): 1 when this process can run it. The
+ * caller stores the bf16 activations once in the kernel's order (r1_qsmall_gemv_x: xlen(K) values, zero past K;
+ * 64-byte aligned), then runs the groups [g0, g1) of 4 output rows; a->Xb is not read. */
+int r1_qsmall_gemv_ok(int fmt);
+long r1_qsmall_gemv_xlen(long K);
+void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp);
+void r1_qsmall_gemv(const r1_qsmall *a, const uint16_t *xp, long g0, long g1);
 /* Single-threaded f32 C[m,n] (= or +=, beta 0 or 1) op(A) op(B) for the small shapes where the packed GEMM's panel
  * packing costs as much as the arithmetic (DeepSeekMoE's per-expert products: tens of rows). Forms: NT (dot
  * products, the qsmall kernel), NN and TN (broadcast kernel: 6 rows of C x 64 columns in registers, one row of B per
