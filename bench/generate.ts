@@ -161,8 +161,8 @@ export interface Row {
 /**
  * Read bandwidth (bytes/s): row sums over a 512 MiB f32 tensor [64, 2^21] (native k_reduce, parallel over rows).
  * One probe object keeps its tensor for the whole run, so the bandwidth can be measured again next to every timed
- * decode: on a shared VM it moves by tens of percent within minutes (33 vs 52-57 GB/s on the same machine an hour
- * apart, 2026-12-06), and a roofline from one probe at the start misstates every fraction measured later.
+ * decode: on a shared VM it moves by tens of percent within minutes (2026-12-06: 33 GB/s at one run's start, 51-61 in
+ * all its later probes), and a roofline from one probe at the start misstates every fraction measured later.
  */
 export class BandwidthProbe {
   static readonly METHOD = 'row sum of a 512 MiB f32 tensor [64, 2^21] via the native backend (k_reduce)';
