@@ -258,18 +258,26 @@ __attribute__((constructor)) static void e4m3_bf16_tables(void) {
     }
 }
 #define T5V __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma,f16c")))
+/* The low and high bytes of the bf16 of 64 codes c (tables in t[0..3]: lo, lo + 64, hi, hi + 64), sign OR-ed in. */
+T5V static inline __attribute__((always_inline)) void e4m3_bf16_bytes(__m512i c, const __m512i *t, __m512i *lo, __m512i *hi) {
+  *lo = _mm512_permutex2var_epi8(t[0], c, t[1]);
+  *hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(t[2], c, t[3]), c, _mm512_set1_epi8((char)0x80), 0xF8); /* hi | (c & 0x80) */
+}
+T5V static inline __attribute__((always_inline)) void e4m3_bf16_tabs(__m512i *t) {
+  t[0] = _mm512_load_si512((const void *)e4m3_bf16_lo); t[1] = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
+  t[2] = _mm512_load_si512((const void *)e4m3_bf16_hi); t[3] = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
+}
 T5V static void decode_bf16_block_vbmi(const uint8_t *w, long kc, uint16_t *dst, const uint8_t *pf) {
-  const __m512i tl0 = _mm512_load_si512((const void *)e4m3_bf16_lo), tl1 = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
-  const __m512i th0 = _mm512_load_si512((const void *)e4m3_bf16_hi), th1 = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
+  __m512i t[4];
+  e4m3_bf16_tabs(t);
   const __m512i i0 = _mm512_load_si512((const void *)vbmi_idx[0]), i1 = _mm512_load_si512((const void *)vbmi_idx[1]);
-  const __m512i sign = _mm512_set1_epi8((char)0x80);
   for (long p = 0; p < kc; p += 64) {
     if (pf) _mm_prefetch((const char *)(pf + p), QS_PF_HINT);
     const long n = kc - p;
     const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
     const __m512i c = _mm512_maskz_loadu_epi8(m, w + p); /* past kc: code 0 -> +0 */
-    const __m512i lo = _mm512_permutex2var_epi8(tl0, c, tl1);
-    const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, c, th1), c, sign, 0xF8); /* hi | (c & 0x80) */
+    __m512i lo, hi;
+    e4m3_bf16_bytes(c, t, &lo, &hi);
     _mm512_storeu_si512((void *)(dst + p), _mm512_permutex2var_epi8(lo, i0, hi));
     _mm512_storeu_si512((void *)(dst + p + 32), _mm512_permutex2var_epi8(lo, i1, hi));
   }
@@ -295,7 +303,9 @@ static const uint8_t pair_order[64] = {0,  1,  2,  3,  4,  5,  6,  7,  16, 17, 1
                                        38, 39, 48, 49, 50, 51, 52, 53, 54, 55, 8,  9,  10, 11, 12, 13, 14, 15, 24, 25, 26, 27,
                                        28, 29, 30, 31, 40, 41, 42, 43, 44, 45, 46, 47, 56, 57, 58, 59, 60, 61, 62, 63};
 int r1_qsmall_gemv_ok(int fmt) {
-  return fmt == R1_QW_E4M3 && r1_qsmall_ok(fmt) && r1_cpu_vbmi() && !getenv("R1_QSMALL_NO_VBMI"); /* as rows() */
+  static int ok = -1; /* decided once: called on every fp8 GEMV */
+  if (ok < 0) ok = r1_qsmall_ok(R1_QW_E4M3) && r1_cpu_vbmi() && !getenv("R1_QSMALL_NO_VBMI"); /* as rows() */
+  return fmt == R1_QW_E4M3 && ok;
 }
 long r1_qsmall_gemv_xlen(long K) { return (K + 63) / 64 * 64; }
 void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
@@ -314,20 +324,16 @@ void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
 #endif
 T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) {
   const long N = a->N, K = a->K;
-  const __m512i tl0 = _mm512_load_si512((const void *)e4m3_bf16_lo), tl1 = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
-  const __m512i th0 = _mm512_load_si512((const void *)e4m3_bf16_hi), th1 = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
-  const __m512i sign = _mm512_set1_epi8((char)0x80);
+  __m512i t[4];
+  e4m3_bf16_tabs(t);
   const uint8_t *W = (const uint8_t *)a->W;
   const int far = 4 * K > QS_GEMV_PF_NEAR;
-#define GV_DEC(R, C, LO, HI)                                                                                         \
-  const __m512i C = _mm512_maskz_loadu_epi8(m, w##R + p);                                                          \
-  const __m512i LO = _mm512_permutex2var_epi8(tl0, C, tl1);                                                         \
-  const __m512i HI = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, C, th1), C, sign, 0xF8);
 #define GV_ROW(R)                                                                                                   \
   {                                                                                                                 \
-    GV_DEC(R, c##R, lo##R, hi##R)                                                                                   \
-    a##R = _mm512_dpbf16_ps(a##R, (__m512bh)_mm512_unpacklo_epi8(lo##R, hi##R), (__m512bh)x0);                     \
-    b##R = _mm512_dpbf16_ps(b##R, (__m512bh)_mm512_unpackhi_epi8(lo##R, hi##R), (__m512bh)x1);                     \
+    __m512i lo, hi;                                                                                                 \
+    e4m3_bf16_bytes(_mm512_maskz_loadu_epi8(m, w##R + p), t, &lo, &hi);                                             \
+    a##R = _mm512_dpbf16_ps(a##R, (__m512bh)_mm512_unpacklo_epi8(lo, hi), (__m512bh)x0);                           \
+    b##R = _mm512_dpbf16_ps(b##R, (__m512bh)_mm512_unpackhi_epi8(lo, hi), (__m512bh)x1);                           \
   }
   for (long gi = g0; gi < g1; gi++) {
     const long j = gi * QR;
@@ -357,7 +363,6 @@ T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, 
       t2 = _mm512_fmadd_ps(_mm512_add_ps(a2, b2), vs, t2); t3 = _mm512_fmadd_ps(_mm512_add_ps(a3, b3), vs, t3);
     }
 #undef GV_ROW
-#undef GV_DEC
     float o[QR];
     _mm_storeu_ps(o, hsum4(t0, t1, t2, t3));
     for (int r = 0; r < nr; r++) a->Y[j + r] = o[r] + (a->bias ? a->bias[j + r] : 0.0f);
