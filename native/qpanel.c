@@ -13,7 +13,8 @@
  * (long sequential reads suit the hardware prefetchers better than four 1.8 KB rows at a time).
  *
  * Kernels (AVX512_BF16, picked at run time):
- *   M = 1   two panels at a time, two accumulator chains each (memory-bound: one vdpbf16ps per 64 bytes);
+ *   M = 1   four panels at a time, two accumulator chains each, prefetched 1 KiB ahead (memory-bound: one vdpbf16ps
+ *           per 64 bytes);
  *   M >= 2  register blocks of up to 8 X rows x 3 panels (48 columns): 24 accumulators; per pair 3 W loads and 8
  *           broadcasts feed 24 vdpbf16ps. X rows come in slabs of QP_SLAB (a batched prefill), each slab over all of W.
  * Elsewhere (AVX2, scalar, or R1_ISA capped) the same layout is multiplied by dequantizing 16-row panels to f32 and
@@ -111,7 +112,7 @@ typedef struct {
   const uint16_t *P;
   const float *bias;
   float *Y;
-  int prefetch;
+  long prefetch; /* M = 1: prefetch distance in bytes; M > 1: prefetch the next strip (first slab) */
 } pctx;
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -131,37 +132,66 @@ T5 AI void add16(float *y, long valid, __m512 acc) {
   _mm512_mask_storeu_ps(y, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y)));
 }
 
-/* M = 1: panels q and q + 1 (when two), y[16 q ..] = x . W^T over them. */
-T5 static void gemv_panels(const pctx *c, long q, int two) {
+/* M = 1: panels [q, q + n), n <= GP, y[16 q ..] = x . W^T over them; pfd: software prefetch distance in weights
+ * (0: none).
+ * Why four panels and a prefetch: at K = 896 a panel is 28 KB, and streaming two of them at a time left the two
+ * threads at 34-47 GB/s where the bandwidth probe read 47-53 (S1's layer set from DRAM, Zen 5-class VM). Four
+ * concurrent streams per thread keep more misses in flight (+19%), and prefetching each stream 1 KiB ahead, across the
+ * 4 KiB pages where the hardware prefetchers stop, gave +36% in all over two panels without (paired alternating
+ * runs on bench qgemm's s1 set; distances 1-2 KiB best, 3-4 KiB ~5% less, 8 panels no better than 4). */
+#define GP 4
+#ifndef QP_GEMV_PF
+#define QP_GEMV_PF 1024 /* bytes */
+#endif
+static long gemv_pf_bytes(void) {
+  static long v = -1; /* tuning hook: R1_QP_GEMV_PF=bytes (0 = off), read once */
+  if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
+  return v;
+}
+T5 AI void gemv_panels_n(const pctx *c, long q, const int n, long pfd) {
   const long K2 = c->K2, ps = K2 * 2 * PR;
   const uint32_t *x = c->X;
-  const uint16_t *p0 = c->P + q * ps, *p1 = two ? p0 + ps : p0;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+  const uint16_t *p0 = c->P + q * ps;
+  __m512 a[GP], b[GP];
+  for (int v = 0; v < GP; v++) a[v] = b[v] = _mm512_setzero_ps();
   long p = 0;
   for (; p + 2 <= K2; p += 2) {
+    if (pfd)
+      for (int v = 0; v < n; v++) {
+        _mm_prefetch((const char *)(p0 + v * ps + 32 * p + pfd), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p0 + v * ps + 32 * p + pfd + 32), _MM_HINT_T0);
+      }
     const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]), x1 = (__m512bh)_mm512_set1_epi32((int)x[p + 1]);
-    a0 = _mm512_dpbf16_ps(a0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p)));
-    a1 = _mm512_dpbf16_ps(a1, x1, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p + 32)));
-    if (two) {
-      b0 = _mm512_dpbf16_ps(b0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)));
-      b1 = _mm512_dpbf16_ps(b1, x1, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p + 32)));
+    for (int v = 0; v < n; v++) {
+      a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ps + 32 * p)));
+      b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ps + 32 * p + 32)));
     }
   }
   if (p < K2) {
     const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]);
-    a0 = _mm512_dpbf16_ps(a0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p)));
-    if (two) b0 = _mm512_dpbf16_ps(b0, x0, (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)));
+    for (int v = 0; v < n; v++) a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ps + 32 * p)));
   }
-  const long j0 = q * PR;
-  store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a0, a1));
-  if (two) store16(c->Y + j0 + PR, c->bias ? c->bias + j0 + PR : NULL, c->N - j0 - PR, _mm512_add_ps(b0, b1));
+  for (int v = 0; v < n; v++) {
+    const long j0 = (q + v) * PR;
+    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a[v], b[v]));
+  }
+}
+
+T5 static void gemv_panels(const pctx *c, long q, int n) {
+  const long pfd = c->prefetch / 2; /* uint16 units */
+  switch (n) {
+    case 4: gemv_panels_n(c, q, 4, pfd); break;
+    case 3: gemv_panels_n(c, q, 3, pfd); break;
+    case 2: gemv_panels_n(c, q, 2, pfd); break;
+    default: gemv_panels_n(c, q, 1, pfd); break;
+  }
 }
 
 static void gemv_range(void *v, long u0, long u1, int tid) {
   (void)tid;
   const pctx *c = v;
   const long np = cdiv(c->N, PR);
-  for (long u = u0; u < u1; u++) gemv_panels(c, 2 * u, 2 * u + 1 < np);
+  for (long u = u0; u < u1; u++) gemv_panels(c, GP * u, (int)min_l(GP, np - GP * u));
 }
 
 /* The accumulators c<v><i>: panel v (0..2) x X row i (0..7); MR, NR are compile-time constants in every
@@ -266,9 +296,10 @@ T5 static void strip_range(void *v, long q0, long q1, int tid) {
 static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t *P, const float *bias, float *Y) {
   pctx c = {M, N, K2, X, P, bias, Y, 0};
   if (M == 1) {
-    const long units = cdiv(cdiv(N, PR), 2);
+    c.prefetch = gemv_pf_bytes();
+    const long units = cdiv(cdiv(N, PR), GP);
     /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
-    const long grain = max_l(1, 65536 / (2 * PR * 2 * K2));
+    const long grain = max_l(1, 65536 / (GP * PR * 2 * K2));
     if (N * K2 * 2 >= 65536) r1_parallel_for(units, grain, gemv_range, &c);
     else gemv_range(&c, 0, units, 0);
     return;
