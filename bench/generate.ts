@@ -44,7 +44,7 @@ import { ModelRunner, parseKvCache, type KvCacheOption } from '../src/infer/kv-c
 import { GenerationEngine } from '../src/infer/generate.js';
 import { packWeights, packableLinears, weightBytes } from '../src/nn/packed-weights.js';
 import { Rng, tidy, full } from '../src/tensor/index.js';
-import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
+import { loadNative, nativeLoadError, nativeAddonExports } from '../src/tensor/backends/native.js';
 import { writeQwen2Gguf, weightsOf, type TokenizerJson, type GgufOutType } from '../src/io/gguf.js';
 import { REPO_ROOT, TORCH_PYTHON, torchUnavailable, intFlag, printTable, round, median } from './model-common.js';
 import { loadNodeLlamaCpp, nodeLlamaCppMissing, type Llama } from './peers/llama-cpp.js';
@@ -165,17 +165,24 @@ export interface Row {
  * all its later probes), and a roofline from one probe at the start misstates every fraction measured later.
  */
 export class BandwidthProbe {
-  static readonly METHOD = 'row sum of a 512 MiB f32 tensor [64, 2^21] via the native backend (k_reduce)';
+  static readonly METHOD = 'read of a 512 MiB f32 tensor, the faster of a row sum [64, 2^21] (native k_reduce: one sequential stream per thread) and the native readProbe (4 interleaved streams per thread, prefetched 1 KiB ahead)';
   private readonly x = full([64, 1 << 21], 1);
+  private readonly sums = new Float32Array(64);
+  private readonly readProbe = (nativeAddonExports() as { readProbe?: (d: Float32Array, s: Float32Array, streams: number) => void } | null)?.readProbe;
   /** Every measurement so far, bytes/s. */
   readonly samples: number[] = [];
   constructor() { tidy(() => { this.x.sum(-1).toArray(); }); } // faults the pages in
-  /** Best of `reps` passes, bytes/s (also appended to `samples`). */
+  /** Best of `reps` passes of each pattern, bytes/s (also appended to `samples`). */
   measure(reps = 3): number {
     let best = Infinity;
+    const src = this.x.raw as Float32Array;
     for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
+      let t0 = performance.now();
       tidy(() => { this.x.sum(-1).toArray(); });
+      best = Math.min(best, (performance.now() - t0) / 1000);
+      if (!this.readProbe) continue;
+      t0 = performance.now();
+      this.readProbe(this.sums, src, 4);
       best = Math.min(best, (performance.now() - t0) / 1000);
     }
     const bps = (this.x.shape[0]! * this.x.shape[1]! * 4) / best;

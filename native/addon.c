@@ -327,6 +327,17 @@ static napi_value f_reduce(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value f_read_probe(napi_env env, napi_callback_info info) {
+  BEGIN("readProbe", 3);
+  arr_t d, s;
+  ARG_F32(0, &d, "dst");
+  ARG_F32(1, &s, "src");
+  ARG_LONG(2, streams, "streams", 1, 64);
+  NEED(&d, 0, r1_num_threads(), "dst");
+  k_read_probe(d.data, s.data, (long)s.len, (int)streams);
+  return NULL;
+}
+
 static napi_value f_argreduce(napi_env env, napi_callback_info info) {
   BEGIN("argReduce", 6);
   ARG_BOOL(0, is_min, "isMin");
@@ -890,7 +901,7 @@ static napi_value f_set_threads(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   static const struct { const char *name; napi_callback fn; } fns[] = {
     {"copy", f_copy}, {"cast", f_cast}, {"unary", f_unary}, {"unaryGrad", f_unary_grad},
-    {"binary", f_binary}, {"compare", f_compare}, {"where", f_where}, {"reduce", f_reduce},
+    {"binary", f_binary}, {"compare", f_compare}, {"where", f_where}, {"reduce", f_reduce}, {"readProbe", f_read_probe},
     {"argReduce", f_argreduce}, {"matmul", f_matmul}, {"softmax", f_softmax}, {"softmaxGrad", f_softmax_grad},
     {"rmsnorm", f_rmsnorm}, {"rmsnormGrad", f_rmsnorm_grad}, {"rope", f_rope}, {"crossEntropy", f_xent},
     {"crossEntropyGrad", f_xent_grad}, {"attention", f_attention}, {"attentionRagged", f_attention_ragged}, {"attentionGrad", f_attention_grad},

@@ -37,6 +37,7 @@ void k_binary(int op, float *dst, const long *shape, int ndim, r1_operand *a, r1
 void k_compare(int op, uint8_t *dst, const long *shape, int ndim, r1_operand *a, r1_operand *b);
 void k_where(float *dst, const long *shape, int ndim, r1_operand *c, r1_operand *a, r1_operand *b);
 void k_reduce(int op, float *dst, const float *src, long outer, long n, long inner);
+void k_read_probe(float *dst, const float *src, long n, int streams); /* bandwidth probe: dst[thread] = its sum */
 void k_argreduce(int is_min, int32_t *dst, const float *src, long outer, long n, long inner);
 void k_matmul(float *c, const float *a, long aBatchStride, long lda, int transA,
               const float *b, long bBatchStride, long ldb, int transB,

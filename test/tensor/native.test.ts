@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BinaryOp, CompareOp, FArray, Strided, UnaryGradOp, UnaryOp } from '../../src/tensor/backend.js';
 import { jsBackend as J } from '../../src/tensor/backends/js.js';
-import { loadNative, nativeLoadError, type NativeBackend } from '../../src/tensor/backends/native.js';
+import { loadNative, nativeLoadError, nativeAddonExports, type NativeBackend } from '../../src/tensor/backends/native.js';
 
 const loaded = loadNative();
 const SKIP = loaded ? false : `native addon not built: ${nativeLoadError()}`;
@@ -306,6 +306,25 @@ test('native: reduce and argReduce over [outer, n, inner]', { skip: SKIP }, () =
       assertSame(`${op} [${outer},${n},${inner}]`, a, b);
     }
   }
+});
+
+test('native: readProbe (the bandwidth probe) reads each thread\'s share as interleaved streams of whole lines', { skip: SKIP }, () => {
+  const A = nativeAddonExports() as unknown as { readProbe(d: Float32Array, s: Float32Array, streams: number): void };
+  const nt = N.getThreads();
+  const lines = 1000 * nt + 7, src = new Float32Array(lines * 16 + 5);
+  for (let i = 0; i < src.length; i++) src[i] = (i % 13) - 6;
+  for (const streams of [1, 3, 8]) {
+    const dst = new Float32Array(nt).fill(NaN);
+    A.readProbe(dst, src, streams);
+    const per = Math.floor(lines / nt), ls = Math.floor(per / streams);
+    for (let t = 0; t < nt; t++) {
+      let want = 0;
+      for (let s = 0; s < streams; s++) for (let l = 0; l < ls; l++) for (let k = 0; k < 16; k++) want += src[(t * per + s * ls + l) * 16 + k]!;
+      assert.equal(dst[t], want, `streams ${streams} thread ${t}`);
+    }
+  }
+  assert.throws(() => A.readProbe(new Float32Array(0), src, 8), /dst/);
+  assert.throws(() => A.readProbe(new Float32Array(nt), src, 0), /streams/);
 });
 
 test('native: argmax of long contiguous rows (the vectorised path): ties, NaN, infinities, all -Infinity', { skip: SKIP }, () => {
