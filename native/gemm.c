@@ -597,15 +597,19 @@ static void gemv_range_avx2(const gemv_ctx *g, long j0, long j1) {
 #endif
 
 #ifdef R1_X86
-/* Dot form on AVX-512: eight rows at a time (eight streams, eight FMA chains), each row prefetched GEMV_PF bytes
- * ahead, continuing into the same row of the next group of eight near a row's end. Why: a row of a decode projection
- * is short (S1: 896 floats = 3.5 KB), too short for the hardware prefetchers (which also stop at 4 KiB page
- * boundaries) to ramp up on each. Measured on S1's layer set from DRAM (Zen 5-class VM, 2 threads, paired
- * alternating runs): the AVX2 loop above (four rows, no prefetch) 34-35 GB/s; four rows on AVX-512 with the
- * prefetch 38-41 (distances 1-2 KiB best); eight rows 48-49 (+18% over four at 1 KiB). */
+/* Dot form on AVX-512: a thread's rows [j0, j1) split into GEMV_R equal runs that are read side by side, one row of
+ * each run at a time (rows j0 + i + r L, r < GEMV_R), each prefetched GEMV_PF bytes ahead; with rows stored back to
+ * back (ldm = k, as decode's weights are) every run is one long sequential stream and the prefetch runs on into the
+ * run's next row. Why: a decode row is short (S1: 896 floats = 3.5 KB), too short for the hardware prefetchers (which
+ * also stop at 4 KiB page boundaries) to ramp up on each, and a few long streams per thread is the pattern that reads
+ * fastest here (native k_read_probe). S1's layer set from DRAM (Zen 5-class VM, 2 threads, paired alternating runs;
+ * readProbe 66-80 GB/s): the AVX2 loop above (four adjacent rows, no prefetch) 34-35 GB/s; eight adjacent rows
+ * with the prefetch 48-56; four interleaved runs 64 (eight 59, six 57); two lines per stream per step 60 at a probe
+ * of 82 (0.73: one of 0.72). Prefetch distances 1-4 KiB alike. */
 #ifndef GEMV_PF
 #define GEMV_PF 2048
 #endif
+#define GEMV_R 4
 static long gemv_pf(void) {
   static long v = -1; /* tuning hook: R1_GEMV_PF=bytes (0 = off), read once */
   if (v < 0) { const char *e = getenv("R1_GEMV_PF"); v = e ? atol(e) : GEMV_PF; if (v < 0) v = 0; }
@@ -614,28 +618,41 @@ static long gemv_pf(void) {
 __attribute__((target("avx512f"))) static void gemv_dot_avx512(const gemv_ctx *g, long j0, long j1) {
   const long k = g->k, ld = g->ldm, pf = gemv_pf() / (long)sizeof(float);
   const float *x = g->x;
-  long j = j0;
-  for (; j + 8 <= j1; j += 8) {
-    const float *r0 = g->M + j * ld;
-    __m512 a[8];
-    for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
+  const long L = (j1 - j0) / GEMV_R, dl = L * ld;
+  for (long i = 0; i < L; i++) {
+    const float *r0 = g->M + (j0 + i) * ld;
+    __m512 a[GEMV_R], b[GEMV_R];
+    for (int r = 0; r < GEMV_R; r++) a[r] = b[r] = _mm512_setzero_ps();
     long p = 0;
-    for (; p + 16 <= k; p += 16) {
-      if (pf) {
-        const long q = p + pf < k ? p + pf : p + pf - k + 8 * ld;
-        for (int r = 0; r < 8; r++) _mm_prefetch((const char *)(r0 + r * ld + q), _MM_HINT_T0);
+    for (; p + 32 <= k; p += 32) {
+      if (pf)
+        for (int r = 0; r < GEMV_R; r++) {
+          _mm_prefetch((const char *)(r0 + r * dl + p + pf), _MM_HINT_T0);
+          _mm_prefetch((const char *)(r0 + r * dl + p + pf + 16), _MM_HINT_T0);
+        }
+      const __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
+      for (int r = 0; r < GEMV_R; r++) {
+        a[r] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r0 + r * dl + p), a[r]);
+        b[r] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r0 + r * dl + p + 16), b[r]);
       }
+    }
+    for (; p + 16 <= k; p += 16) {
+      if (pf)
+        for (int r = 0; r < GEMV_R; r++) _mm_prefetch((const char *)(r0 + r * dl + p + pf), _MM_HINT_T0);
       const __m512 x0 = _mm512_loadu_ps(x + p);
-      for (int r = 0; r < 8; r++) a[r] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r0 + r * ld + p), a[r]);
+      for (int r = 0; r < GEMV_R; r++) a[r] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r0 + r * dl + p), a[r]);
     }
     if (p < k) {
       const __mmask16 m0 = (__mmask16)((1u << (k - p)) - 1u);
       const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + p);
-      for (int r = 0; r < 8; r++) a[r] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m0, r0 + r * ld + p), a[r]);
+      for (int r = 0; r < GEMV_R; r++) a[r] = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m0, r0 + r * dl + p), a[r]);
     }
-    for (int r = 0; r < 8; r++) gemv_store(g, j + r, _mm512_reduce_add_ps(a[r]));
+    for (int r = 0; r < GEMV_R; r++) gemv_store(g, j0 + i + r * L, _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r])));
   }
-  if (j < j1) { gemv_ctx t = *g; gemv_range_avx2(&t, j, j1); }
+  if (j0 + GEMV_R * L < j1) { /* the 1..3 rows left over */
+    gemv_ctx t = *g;
+    gemv_range_avx2(&t, j0 + GEMV_R * L, j1);
+  }
 }
 #endif
 

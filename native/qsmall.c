@@ -328,7 +328,6 @@ T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, 
   e4m3_bf16_tabs(t);
   const uint8_t *W = (const uint8_t *)a->W;
   const int far = 4 * K > QS_GEMV_PF_NEAR;
-  long gv_ahead; { const char *e = getenv("R1_GV_AHEAD"); gv_ahead = e ? atol(e) : 1; }
 #define GV_ROW(R)                                                                                                   \
   {                                                                                                                 \
     __m512i lo, hi;                                                                                                 \
@@ -341,7 +340,7 @@ T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, 
     const int nr = (int)min_l(QR, N - j);
     const uint8_t *w0 = W + j * K, *w1 = W + (j + (nr > 1 ? 1 : 0)) * K, *w2 = W + (j + (nr > 2 ? 2 : 0)) * K,
                   *w3 = W + (j + (nr > 3 ? 3 : 0)) * K; /* missing rows: a copy, discarded */
-    const uint8_t *nx = W + min_l(j + QR * gv_ahead, N - 1) * K; /* the next group, prefetched at 4x the row pace */
+    const uint8_t *nx = W + min_l(j + QR, N - 1) * K; /* the next group, prefetched at 4x the row pace */
     const float *srow = a->S + (j / BLK) * a->sk;
     __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
     for (long kb = 0; kb < K; kb += BLK) {
