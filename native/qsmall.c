@@ -312,8 +312,8 @@ void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
   for (long c = 0; c < K; c += 64)
     for (int t = 0; t < 64; t++) xp[c + t] = c + pair_order[t] < K ? xb[c + pair_order[t]] : 0;
 }
-/* Prefetch: a group of 4 rows up to QS_GEMV_PF_NEAR bytes (K = 896: 3.5 KiB) pulls the next group in at 4x the row
- * pace, as qgemm.c does; longer rows (the MLP down projection, K = 4864) prefetch each row QS_GEMV_PFD bytes ahead.
+/* Prefetch: each row QS_GEMV_PFD bytes ahead; only the 0-3 rows left over at the end of a thread's share (a group up to
+ * QS_GEMV_PF_NEAR bytes) pull the next group in at 4x the row pace instead. Measured before the runs (below):
  * S1's down projection from DRAM, 2 threads (bench qgemm --m 1 --cases down --set-mb 384): no prefetch 12.5-17.5 GB/s,
  * 512 B ahead 29.3, 1 KiB 30.4, 2 KiB 27.2, 4 KiB 22.4 (the f32-decode kernel without prefetch: 21-23.6). */
 #ifndef QS_GEMV_PF_NEAR
@@ -322,12 +322,15 @@ void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
 #ifndef QS_GEMV_PFD
 #define QS_GEMV_PFD 1024
 #endif
-T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) {
-  const long N = a->N, K = a->K;
-  __m512i t[4];
-  e4m3_bf16_tabs(t);
+/* Rows j[0..3] (repeats allowed: the copies' results are discarded by the caller) -> o[0..3]; each row prefetched
+ * QS_GEMV_PFD bytes ahead, or, when nx is set, the next group's 4 K bytes pulled in at 4x the row pace instead. */
+T5V static inline __attribute__((always_inline)) void gemv4_e4m3(const r1_qsmall *a, const uint16_t *xp, const __m512i *t,
+                                                                const long *j, const uint8_t *nx, float *o) {
+  const long K = a->K;
   const uint8_t *W = (const uint8_t *)a->W;
-  const int far = 4 * K > QS_GEMV_PF_NEAR;
+  const uint8_t *w0 = W + j[0] * K, *w1 = W + j[1] * K, *w2 = W + j[2] * K, *w3 = W + j[3] * K;
+  const float *s0 = a->S + (j[0] / BLK) * a->sk, *s1 = a->S + (j[1] / BLK) * a->sk, *s2 = a->S + (j[2] / BLK) * a->sk,
+              *s3 = a->S + (j[3] / BLK) * a->sk;
 #define GV_ROW(R)                                                                                                   \
   {                                                                                                                 \
     __m512i lo, hi;                                                                                                 \
@@ -335,37 +338,54 @@ T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, 
     a##R = _mm512_dpbf16_ps(a##R, (__m512bh)_mm512_unpacklo_epi8(lo, hi), (__m512bh)x0);                           \
     b##R = _mm512_dpbf16_ps(b##R, (__m512bh)_mm512_unpackhi_epi8(lo, hi), (__m512bh)x1);                           \
   }
-  for (long gi = g0; gi < g1; gi++) {
-    const long j = gi * QR;
-    const int nr = (int)min_l(QR, N - j);
-    const uint8_t *w0 = W + j * K, *w1 = W + (j + (nr > 1 ? 1 : 0)) * K, *w2 = W + (j + (nr > 2 ? 2 : 0)) * K,
-                  *w3 = W + (j + (nr > 3 ? 3 : 0)) * K; /* missing rows: a copy, discarded */
-    const uint8_t *nx = W + min_l(j + QR, N - 1) * K; /* the next group, prefetched at 4x the row pace */
-    const float *srow = a->S + (j / BLK) * a->sk;
-    __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
-    for (long kb = 0; kb < K; kb += BLK) {
-      const long ke = min_l(K, kb + BLK);
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (long p = kb; p < ke; p += 64) {
-        if (!far)
-          for (int q = 0; q < 256; q += 64) _mm_prefetch((const char *)(nx + 4 * p + q), QS_PF_HINT);
-        else {
-          _mm_prefetch((const char *)(w0 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w1 + p + QS_GEMV_PFD), QS_PF_HINT);
-          _mm_prefetch((const char *)(w2 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w3 + p + QS_GEMV_PFD), QS_PF_HINT);
-        }
-        const long n = ke - p;
-        const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); /* past K: code 0 -> +0 */
-        const __m512i x0 = _mm512_load_si512((const void *)(xp + p)), x1 = _mm512_load_si512((const void *)(xp + p + 32));
-        GV_ROW(0) GV_ROW(1) GV_ROW(2) GV_ROW(3)
+  __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+  for (long kb = 0; kb < K; kb += BLK) {
+    const long ke = min_l(K, kb + BLK);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (long p = kb; p < ke; p += 64) {
+      if (nx)
+        for (int q = 0; q < 256; q += 64) _mm_prefetch((const char *)(nx + 4 * p + q), QS_PF_HINT);
+      else {
+        _mm_prefetch((const char *)(w0 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w1 + p + QS_GEMV_PFD), QS_PF_HINT);
+        _mm_prefetch((const char *)(w2 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w3 + p + QS_GEMV_PFD), QS_PF_HINT);
       }
-      const __m512 vs = _mm512_set1_ps(srow[kb / BLK] * 256.0f); /* 2^8 undoes the decode's 2^-8 exactly */
-      t0 = _mm512_fmadd_ps(_mm512_add_ps(a0, b0), vs, t0); t1 = _mm512_fmadd_ps(_mm512_add_ps(a1, b1), vs, t1);
-      t2 = _mm512_fmadd_ps(_mm512_add_ps(a2, b2), vs, t2); t3 = _mm512_fmadd_ps(_mm512_add_ps(a3, b3), vs, t3);
+      const long n = ke - p;
+      const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); /* past K: code 0 -> +0 */
+      const __m512i x0 = _mm512_load_si512((const void *)(xp + p)), x1 = _mm512_load_si512((const void *)(xp + p + 32));
+      GV_ROW(0) GV_ROW(1) GV_ROW(2) GV_ROW(3)
     }
+    /* 2^8 undoes the decode's 2^-8 exactly */
+    t0 = _mm512_fmadd_ps(_mm512_add_ps(a0, b0), _mm512_set1_ps(s0[kb / BLK] * 256.0f), t0);
+    t1 = _mm512_fmadd_ps(_mm512_add_ps(a1, b1), _mm512_set1_ps(s1[kb / BLK] * 256.0f), t1);
+    t2 = _mm512_fmadd_ps(_mm512_add_ps(a2, b2), _mm512_set1_ps(s2[kb / BLK] * 256.0f), t2);
+    t3 = _mm512_fmadd_ps(_mm512_add_ps(a3, b3), _mm512_set1_ps(s3[kb / BLK] * 256.0f), t3);
+  }
 #undef GV_ROW
-    float o[QR];
-    _mm_storeu_ps(o, hsum4(t0, t1, t2, t3));
-    for (int r = 0; r < nr; r++) a->Y[j + r] = o[r] + (a->bias ? a->bias[j + r] : 0.0f);
+  _mm_storeu_ps(o, hsum4(t0, t1, t2, t3));
+}
+/* Groups [g0, g1) of 4 rows, i.e. rows [4 g0, min(4 g1, N)): those rows in 4 equal runs read side by side (rows
+ * r0 + i + r L), so each run is one long sequential stream and the per-row prefetch runs on into the run's next row;
+ * the 0-3 rows left over as one group. Why: groups of 4 adjacent rows (896 bytes each for S1) read S1's layer set
+ * from DRAM at 32 GB/s where the probe (native k_read_probe) read 67; the runs read 49 at a probe of 73, and 85
+ * against 64 from cache (a 14 MiB set): the access pattern, not the decode, was the limit. */
+T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) {
+  const long N = a->N, K = a->K;
+  __m512i t[4];
+  e4m3_bf16_tabs(t);
+  const uint8_t *W = (const uint8_t *)a->W;
+  const int far = 4 * K > QS_GEMV_PF_NEAR;
+  const long r0 = g0 * QR, r1 = min_l(g1 * QR, N), L = (r1 - r0) / QR;
+  float o[QR];
+  for (long i = 0; i < L; i++) {
+    const long j[QR] = {r0 + i, r0 + L + i, r0 + 2 * L + i, r0 + 3 * L + i};
+    gemv4_e4m3(a, xp, t, j, NULL, o);
+    for (int r = 0; r < QR; r++) a->Y[j[r]] = o[r] + (a->bias ? a->bias[j[r]] : 0.0f);
+  }
+  for (long j0 = r0 + QR * L; j0 < r1; j0 += QR) {
+    const int nr = (int)min_l(QR, r1 - j0);
+    const long j[QR] = {j0, j0 + (nr > 1 ? 1 : 0), j0 + (nr > 2 ? 2 : 0), j0 + (nr > 3 ? 3 : 0)}; /* missing rows: a copy */
+    gemv4_e4m3(a, xp, t, j, far ? NULL : W + min_l(j0 + QR, N - 1) * K, o);
+    for (int r = 0; r < nr; r++) a->Y[j0 + r] = o[r] + (a->bias ? a->bias[j0 + r] : 0.0f);
   }
 }
 void r1_qsmall_gemv(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) { gemv_e4m3_vbmi(a, xp, g0, g1); }
