@@ -132,8 +132,8 @@ T5 AI void add16(float *y, long valid, __m512 acc) {
   _mm512_mask_storeu_ps(y, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y)));
 }
 
-/* M = 1: panels [q, q + n), n <= GP, y[16 q ..] = x . W^T over them; pfd: software prefetch distance in weights
- * (0: none).
+/* M = 1 (gemv_panels_n, gemv_range): y = x . W^T, GP panels at a time, each read with a software prefetch pfd weights
+ * ahead (0: none).
  * Why four panels and a prefetch: at K = 896 a panel is 28 KB, and streaming two of them at a time left the two
  * threads at 34-47 GB/s where the bandwidth probe read 47-53 (S1's layer set from DRAM, Zen 5-class VM). Four
  * concurrent streams per thread keep more misses in flight (+19%), and prefetching each stream 1 KiB ahead, across the
@@ -151,7 +151,7 @@ static long gemv_pf_bytes(void) {
   if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
   return v;
 }
-/* Panels q, q + d, .., q + (n - 1) d (n <= GP). */
+/* y[16 q' ..] for the panels q' = q, q + d, .., q + (n - 1) d (n <= GP). */
 T5 AI void gemv_panels_n(const pctx *c, long q, long d, const int n, long pfd) {
   const long K2 = c->K2, ps = K2 * 2 * PR, ds = d * ps;
   const uint32_t *x = c->X;
