@@ -649,10 +649,7 @@ __attribute__((target("avx512f"))) static void gemv_dot_avx512(const gemv_ctx *g
     }
     for (int r = 0; r < GEMV_R; r++) gemv_store(g, j0 + i + r * L, _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r])));
   }
-  if (j0 + GEMV_R * L < j1) { /* the 1..3 rows left over */
-    gemv_ctx t = *g;
-    gemv_range_avx2(&t, j0 + GEMV_R * L, j1);
-  }
+  if (j0 + GEMV_R * L < j1) gemv_range_avx2(g, j0 + GEMV_R * L, j1); /* the 1..3 rows left over */
 }
 #endif
 

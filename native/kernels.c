@@ -926,9 +926,9 @@ static void reduce_cols(void *vc, long b, long e, int tid) { /* tiles of (outer,
 /* Memory read probe: each thread sums its contiguous share of src read as `streams` interleaved sequential
  * streams, 64 bytes from each in turn, each prefetched 1 KiB ahead. Why: a roofline needs the most the memory
  * system gives, and one sequential stream per thread is not it everywhere: on two threads of a Zen 5-class VM a
- * plain row sum (k_reduce) read 47-60 GB/s where 4-6 interleaved streams read 69-76 (2 streams ~55, 8 ~66). The
+ * plain row sum (k_reduce) read 47-60 GB/s where 4-6 interleaved streams read 69-83 (2 streams ~55, 8 ~66). The
  * generate bench takes the faster of the row sum and 4 streams. */
-typedef struct { float *dst; const float *src; long lines; int streams; } probe_ctx;
+typedef struct { float *dst; const float *src; long lines, nt; int streams; } probe_ctx;
 #define PROBE_PF 256 /* floats: 1 KiB */
 #ifdef R1_X86
 AVX2 static float probe_share_avx2(const float *src, long l0, long ls, int streams) {
@@ -949,7 +949,7 @@ static void probe_chunk(void *vc, long b, long e, int tid) {
   (void)tid;
   const probe_ctx *c = vc;
   for (long t = b; t < e; t++) {
-    const long nt = r1_num_threads(), per = c->lines / nt, l0 = t * per, ls = per / c->streams;
+    const long per = c->lines / c->nt, l0 = t * per, ls = per / c->streams;
 #ifdef R1_X86
     if (use_avx2()) { c->dst[t] = probe_share_avx2(c->src, l0, ls, c->streams); continue; }
 #endif
@@ -967,7 +967,7 @@ static void probe_chunk(void *vc, long b, long e, int tid) {
 /* dst[t] (t < r1_num_threads()) = the sum of thread t's share; n: floats in src (whole 64-byte lines are read). */
 void k_read_probe(float *dst, const float *src, long n, int streams) {
   const long nt = r1_num_threads();
-  probe_ctx c = {dst, src, n / 16, streams < 1 ? 1 : streams};
+  probe_ctx c = {dst, src, n / 16, nt, streams < 1 ? 1 : streams};
   r1_parallel_for(nt, 1, probe_chunk, &c);
 }
 

@@ -126,8 +126,9 @@ static void decode_row_scalar(const qctx *g, long j, long k0, long kc, float *ds
  * hardware prefetchers ramp up within each row, and pulling a whole next group into L1 ahead of time would evict
  * the current one. Open problem, measured on Zen 4 (one thread, weights from DRAM): fp8 rows of 4864 stream at
  * ~11 GB/s against 19-21 GB/s for rows of 896, and neither per-row prefetch distances from 128 B to 8 KiB nor
- * walking the rows one at a time (a single sequential stream) changed that; an interleaved weight layout is the
- * next thing to try. es: bytes per weight; the loop advances `step` weights per row. */
+ * walking the rows one at a time (a single sequential stream) changed that. What did, on AVX512_BF16 + VBMI CPUs
+ * (qsmall.c gemv_e4m3_vbmi): reading a thread's rows as four interleaved runs, each one long stream; this path still
+ * walks groups of adjacent rows. es: bytes per weight; the loop advances `step` weights per row. */
 #ifndef QG_PF_NEAR
 #define QG_PF_NEAR 8192
 #endif

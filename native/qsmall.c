@@ -312,20 +312,16 @@ void r1_qsmall_gemv_x(const uint16_t *xb, long K, uint16_t *xp) {
   for (long c = 0; c < K; c += 64)
     for (int t = 0; t < 64; t++) xp[c + t] = c + pair_order[t] < K ? xb[c + pair_order[t]] : 0;
 }
-/* Prefetch: each row QS_GEMV_PFD bytes ahead; only the 0-3 rows left over at the end of a thread's share (a group up to
- * QS_GEMV_PF_NEAR bytes) pull the next group in at 4x the row pace instead. Measured before the runs (below):
+/* Prefetch: each row QS_GEMV_PFD bytes ahead. Measured before the interleaved runs (below), with groups of adjacent rows:
  * S1's down projection from DRAM, 2 threads (bench qgemm --m 1 --cases down --set-mb 384): no prefetch 12.5-17.5 GB/s,
  * 512 B ahead 29.3, 1 KiB 30.4, 2 KiB 27.2, 4 KiB 22.4 (the f32-decode kernel without prefetch: 21-23.6). */
-#ifndef QS_GEMV_PF_NEAR
-#define QS_GEMV_PF_NEAR 8192
-#endif
 #ifndef QS_GEMV_PFD
 #define QS_GEMV_PFD 1024
 #endif
 /* Rows j[0..3] (repeats allowed: the copies' results are discarded by the caller) -> o[0..3]; each row prefetched
- * QS_GEMV_PFD bytes ahead, or, when nx is set, the next group's 4 K bytes pulled in at 4x the row pace instead. */
+ * QS_GEMV_PFD bytes ahead. */
 T5V static inline __attribute__((always_inline)) void gemv4_e4m3(const r1_qsmall *a, const uint16_t *xp, const __m512i *t,
-                                                                const long *j, const uint8_t *nx, float *o) {
+                                                                const long *j, float *o) {
   const long K = a->K;
   const uint8_t *W = (const uint8_t *)a->W;
   const uint8_t *w0 = W + j[0] * K, *w1 = W + j[1] * K, *w2 = W + j[2] * K, *w3 = W + j[3] * K;
@@ -343,12 +339,8 @@ T5V static inline __attribute__((always_inline)) void gemv4_e4m3(const r1_qsmall
     const long ke = min_l(K, kb + BLK);
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     for (long p = kb; p < ke; p += 64) {
-      if (nx)
-        for (int q = 0; q < 256; q += 64) _mm_prefetch((const char *)(nx + 4 * p + q), QS_PF_HINT);
-      else {
-        _mm_prefetch((const char *)(w0 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w1 + p + QS_GEMV_PFD), QS_PF_HINT);
-        _mm_prefetch((const char *)(w2 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w3 + p + QS_GEMV_PFD), QS_PF_HINT);
-      }
+      _mm_prefetch((const char *)(w0 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w1 + p + QS_GEMV_PFD), QS_PF_HINT);
+      _mm_prefetch((const char *)(w2 + p + QS_GEMV_PFD), QS_PF_HINT); _mm_prefetch((const char *)(w3 + p + QS_GEMV_PFD), QS_PF_HINT);
       const long n = ke - p;
       const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); /* past K: code 0 -> +0 */
       const __m512i x0 = _mm512_load_si512((const void *)(xp + p)), x1 = _mm512_load_si512((const void *)(xp + p + 32));
@@ -369,22 +361,20 @@ T5V static inline __attribute__((always_inline)) void gemv4_e4m3(const r1_qsmall
  * from DRAM at 32 GB/s where the probe (native k_read_probe) read 67; the runs read 49 at a probe of 73, and 85
  * against 64 from cache (a 14 MiB set): the access pattern, not the decode, was the limit. */
 T5V static void gemv_e4m3_vbmi(const r1_qsmall *a, const uint16_t *xp, long g0, long g1) {
-  const long N = a->N, K = a->K;
   __m512i t[4];
   e4m3_bf16_tabs(t);
-  const uint8_t *W = (const uint8_t *)a->W;
-  const int far = 4 * K > QS_GEMV_PF_NEAR;
-  const long r0 = g0 * QR, r1 = min_l(g1 * QR, N), L = (r1 - r0) / QR;
+  const long r0 = g0 * QR, r1 = min_l(g1 * QR, a->N), L = (r1 - r0) / QR;
   float o[QR];
   for (long i = 0; i < L; i++) {
     const long j[QR] = {r0 + i, r0 + L + i, r0 + 2 * L + i, r0 + 3 * L + i};
-    gemv4_e4m3(a, xp, t, j, NULL, o);
+    gemv4_e4m3(a, xp, t, j, o);
     for (int r = 0; r < QR; r++) a->Y[j[r]] = o[r] + (a->bias ? a->bias[j[r]] : 0.0f);
   }
-  for (long j0 = r0 + QR * L; j0 < r1; j0 += QR) {
-    const int nr = (int)min_l(QR, r1 - j0);
-    const long j[QR] = {j0, j0 + (nr > 1 ? 1 : 0), j0 + (nr > 2 ? 2 : 0), j0 + (nr > 3 ? 3 : 0)}; /* missing rows: a copy */
-    gemv4_e4m3(a, xp, t, j, far ? NULL : W + min_l(j0 + QR, N - 1) * K, o);
+  const long j0 = r0 + QR * L;
+  if (j0 < r1) { /* the 1-3 rows left over */
+    const int nr = (int)(r1 - j0);
+    const long j[QR] = {j0, j0 + (nr > 1 ? 1 : 0), j0 + (nr > 2 ? 2 : 0), j0}; /* missing rows: a copy */
+    gemv4_e4m3(a, xp, t, j, o);
     for (int r = 0; r < nr; r++) a->Y[j0 + r] = o[r] + (a->bias ? a->bias[j0 + r] : 0.0f);
   }
 }
