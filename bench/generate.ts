@@ -430,6 +430,9 @@ export default async function main(argv: string[]): Promise<void> {
                 ggufs.push({ type, path });
               }
             }
+            // f32 weights in panels where the kernels run (the GGUF files above read the row-major parameters first);
+            // R1_QGEMM_NO_PANELS=1 keeps them row-major. Same bytes per token either way.
+            packWeights(model, 'f32', { f32Panels: true });
           } else {
             const packedNames = new Set(packableLinears(model).keys());
             const sum = packWeights(model, dtype);

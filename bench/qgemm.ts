@@ -1,8 +1,9 @@
 /**
  * Packed-weight GEMV / small GEMM (native/qgemm.c) against the f32 GEMM (native/gemm.c), decode-sized:
- * y[M, N] = x[M, K] . W^T with W in f32, bf16 or fp8 (E4M3 + 128x128 block scales), M = 1 and 16.
+ * y[M, N] = x[M, K] . W^T with W in f32 (row-major through the f32 GEMM; f32p: f32 in 16-row panels through
+ * native/qpanel.c), bf16 or fp8 (E4M3 + 128x128 block scales), M = 1 and 16.
  *
- * Run: npm run bench -- qgemm [--json] [--m 1,16] [--formats f32,bf16,fp8] [--cases gemv,down,s1] [--set-mb 96]
+ * Run: npm run bench -- qgemm [--json] [--m 1,16] [--formats f32,f32p,bf16,fp8] [--cases gemv,down,s1] [--set-mb 96]
  *                               [--min-time S] [--reps N] [--threads T]
  *
  * Cases: gemv = 1 x 896 x 4864 (BENCH.md's GEMV shape, the S1 MLP up projection); down = 1 x 4864 x 896 (long
@@ -19,7 +20,7 @@ import { loadNative, nativeLoadError } from '../src/tensor/backends/native.js';
 import { qgemm, qgemmNative, packedBytes, type PackedMatrix } from '../src/quant/qgemm.js';
 import { packMatrix } from '../src/nn/packed-weights.js';
 
-type Fmt = 'f32' | 'bf16' | 'fp8';
+type Fmt = 'f32' | 'f32p' | 'bf16' | 'fp8';
 type Mat = [N: number, K: number];
 
 const CASES: Record<string, Mat[]> = {
@@ -64,7 +65,7 @@ function parseOpts(argv: string[]): Opts {
     else if (a === '--m') o.ms = val().split(',').map((t) => Math.floor(num(t, 1)));
     else if (a === '--formats') {
       o.formats = val().split(',') as Fmt[];
-      for (const f of o.formats) if (f !== 'f32' && f !== 'bf16' && f !== 'fp8') throw new UsageError(`bench qgemm: unknown format '${f}' (f32, bf16, fp8)`);
+      for (const f of o.formats) if (f !== 'f32' && f !== 'f32p' && f !== 'bf16' && f !== 'fp8') throw new UsageError(`bench qgemm: unknown format '${f}' (f32, f32p, bf16, fp8)`);
     } else if (a === '--cases') {
       o.cases = val().split(',');
       for (const c of o.cases) if (!CASES[c]) throw new UsageError(`bench qgemm: unknown case '${c}' (${Object.keys(CASES).join(', ')})`);
@@ -73,7 +74,7 @@ function parseOpts(argv: string[]): Opts {
     else if (a === '--reps') o.reps = Math.floor(num(val(), 1));
     else if (a === '--threads') o.threads = Math.floor(num(val(), 1));
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench -- qgemm [--json] [--m 1,16] [--formats f32,bf16,fp8] [--cases gemv,down,s1] [--set-mb 96] [--min-time S] [--reps N] [--threads T]');
+      console.log('usage: npm run bench -- qgemm [--json] [--m 1,16] [--formats f32,f32p,bf16,fp8] [--cases gemv,down,s1] [--set-mb 96] [--min-time S] [--reps N] [--threads T]');
       process.exit(0);
     } else throw new UsageError(`bench qgemm: unknown option '${a}'`);
   }
@@ -91,12 +92,12 @@ function randomWeights(n: number, seed: number): Float32Array {
   return w;
 }
 
-interface Weights { f32: Float32Array[]; bf16: PackedMatrix[]; fp8: PackedMatrix[]; mats: Mat[] }
+interface Weights { f32: Float32Array[]; f32p: PackedMatrix[]; bf16: PackedMatrix[]; fp8: PackedMatrix[]; mats: Mat[] }
 
 function buildSet(mats: Mat[], setMb: number, formats: Fmt[]): Weights {
   const perCopy = mats.reduce((a, [n, k]) => a + n * k, 0); // fp8 bytes per copy (scales aside)
   const copies = Math.max(1, Math.ceil((setMb * 2 ** 20) / perCopy));
-  const out: Weights = { f32: [], bf16: [], fp8: [], mats: [] };
+  const out: Weights = { f32: [], f32p: [], bf16: [], fp8: [], mats: [] };
   let seed = 1;
   for (let c = 0; c < copies; c++) {
     for (const [n, k] of mats) {
@@ -105,6 +106,7 @@ function buildSet(mats: Mat[], setMb: number, formats: Fmt[]): Weights {
       if (formats.includes('bf16')) out.bf16.push(packMatrix(w, n, k, 'bf16'));
       if (formats.includes('fp8')) out.fp8.push(packMatrix(w, n, k, 'fp8'));
       if (formats.includes('f32')) out.f32.push(w);
+      if (formats.includes('f32p')) out.f32p.push(packMatrix(w, n, k, 'f32'));
     }
   }
   return out;
@@ -128,7 +130,7 @@ export default async function main(argv: string[]): Promise<void> {
           for (let i = 0; i < set.mats.length; i++) {
             const [n, k] = set.mats[i]!;
             if (fmt === 'f32') nat.matmul(y, 0, x, 0, 0, k, false, set.f32[i]!, 0, 0, k, true, 1, m, n, k, false);
-            else qgemm(x, m, (fmt === 'bf16' ? set.bf16 : set.fp8)[i]!, null, y);
+            else qgemm(x, m, set[fmt][i]!, null, y);
           }
         };
         pass(); // warm-up (page faults, thread pool)
@@ -141,7 +143,7 @@ export default async function main(argv: string[]): Promise<void> {
           best = Math.min(best, el / n);
         }
         const bytes = fmt === 'f32' ? set.f32.reduce((a, w) => a + w.byteLength, 0)
-          : (fmt === 'bf16' ? set.bf16 : set.fp8).reduce((a, w) => a + packedBytes(w), 0);
+          : set[fmt].reduce((a, w) => a + packedBytes(w), 0);
         const flops = set.mats.reduce((a, [n, k]) => a + 2 * m * n * k, 0);
         if (fmt === 'f32') f32Time[m] = best;
         rows.push({

@@ -643,6 +643,7 @@ int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, con
              const float *bias, float *Y) {
   if (M <= 0 || N <= 0) return 1;
   if (fmt == R1_QW_BF16P) return r1_qpanel_gemm(M, N, K, X, (const uint16_t *)W, bias, Y);
+  if (fmt == R1_QW_F32P) return r1_qpanel_f32_gemm(M, N, K, X, (const float *)W, bias, Y);
   if (fmt == R1_QW_F32 && (M < 2 || M > QG_SMALL_M)) {
     /* f32 outside the small-M tile path: the GEMV and the packed GEMM of gemm.c serve it directly. */
     r1_sgemm_big(M, N, K, X, (const float *)W, Y);
@@ -772,6 +773,10 @@ void r1_qdequant(int fmt, long N, long K, const void *W, const float *S, long r0
     r1_qpanel_dequant(N, K, (const uint16_t *)W, r0, r1, dst);
     return;
   }
+  if (fmt == R1_QW_F32P) {
+    r1_qpanel_f32_dequant(N, K, (const float *)W, r0, r1, dst);
+    return;
+  }
   qctx g;
   qctx_init(&g, fmt, 0, N, K, NULL, W, S, NULL, NULL);
   dequant_rows(&g, r0, r1, dst);
@@ -789,7 +794,8 @@ static int is_nullish(napi_env env, napi_value v) {
 }
 
 /* Weights and scales: a Uint16Array means bf16, a Uint8Array E4M3 codes (scaleInv then required, with
- * ceil(N/128) * ceil(K/128) entries); layout 1 = bf16 in 16-row panels (qpanel.h), 0 = row-major [N, K].
+ * ceil(N/128) * ceil(K/128) entries), a Float32Array f32 (panels only); layout 1 = 16-row panels (qpanel.h),
+ * 0 = row-major [N, K].
  * Returns the format, or -1 after throwing. */
 static int arg_weights(call_t *C, napi_value wv, napi_value sv, napi_value lv, long N, long K, arr_t *w, arr_t *s) {
   if (!arg_arr(C, wv, w, "w")) return -1;
@@ -798,9 +804,10 @@ static int arg_weights(call_t *C, napi_value wv, napi_value sv, napi_value lv, l
   int fmt;
   if (w->type == napi_uint16_array) fmt = layout ? R1_QW_BF16P : R1_QW_BF16;
   else if (w->type == napi_uint8_array && !layout) fmt = R1_QW_E4M3;
-  else return fail(C, 0, layout ? "panel layout (1) needs bf16 weights in a Uint16Array" : "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes)"), -1;
-  if (fmt == R1_QW_BF16P) {
-    if (!mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, K + (K & 1), &nk)) return -1;
+  else if (w->type == napi_float32_array && layout) fmt = R1_QW_F32P;
+  else return fail(C, 0, layout ? "panel layout (1) needs bf16 weights in a Uint16Array or f32 weights in a Float32Array" : "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes); f32 weights come in panels (layout 1) only"), -1;
+  if (fmt == R1_QW_BF16P || fmt == R1_QW_F32P) {
+    if (!mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, fmt == R1_QW_F32P ? K : K + (K & 1), &nk)) return -1;
     if (w->len != nk)
       return fail(C, 2, "w has %ld values; [%ld, %ld] in 16-row panels needs %ld", w->len, N, K, nk), -1;
   }
@@ -858,28 +865,42 @@ napi_value r1_napi_qdequant(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* qpanelPack(dst: Uint16Array, w: Float32Array, N, K): dst = the 16-row panel layout of w [N, K] in bf16 */
+/* qpanelPack(dst: Uint16Array | Float32Array, w: Float32Array, N, K): dst = the 16-row panel layout of w [N, K],
+ * in bf16 (a Uint16Array dst) or f32 (a Float32Array dst) */
 napi_value r1_napi_qpanel_pack(napi_env env, napi_callback_info info) {
   QBEGIN("qpanelPack", 4);
   arr_t d, w;
   long N = 0, K = 0, nk, len;
-  if (!arg_typed(C, argv[0], &d, "dst", napi_uint16_array) || !arg_typed(C, argv[1], &w, "w", napi_float32_array) ||
+  if (!arg_arr(C, argv[0], &d, "dst") || !arg_typed(C, argv[1], &w, "w", napi_float32_array) ||
       !arg_long(C, argv[2], &N, "N", 0, MAX_SIZE) || !arg_long(C, argv[3], &K, "K", 0, MAX_SIZE))
     return NULL;
-  if (!mul2(C, N, K, &nk) || !mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, K + (K & 1), &len)) return NULL;
+  const int f32 = d.type == napi_float32_array;
+  if (!f32 && d.type != napi_uint16_array) {
+    fail(C, 0, "dst must be a Uint16Array (bf16 panels) or a Float32Array (f32 panels)");
+    return NULL;
+  }
+  if (!mul2(C, N, K, &nk) || !mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, f32 ? K : K + (K & 1), &len)) return NULL;
   if (!need(C, &w, 0, nk, "w")) return NULL;
   if (d.len != len) {
     fail(C, 0, "dst has %ld values; [%ld, %ld] in 16-row panels needs %ld", d.len, N, K, len);
     return NULL;
   }
-  r1_qpanel_pack(w.data, N, K, d.data);
+  if (f32) r1_qpanel_f32_pack(w.data, N, K, (float *)d.data);
+  else r1_qpanel_pack(w.data, N, K, (uint16_t *)d.data);
   return NULL;
 }
 
-/* qpanelPreferred(): true when bf16 weights should be packed in panels (the AVX512_BF16 kernels run here) */
+/* qpanelPreferred(f32?: boolean): true when bf16 weights (f32 weights, with a true argument) should be packed in
+ * panels: the AVX512_BF16 (AVX-512) panel kernels run here */
 napi_value r1_napi_qpanel_preferred(napi_env env, napi_callback_info info) {
-  (void)info;
-  napi_value v;
-  napi_get_boolean(env, r1_qpanel_preferred() != 0, &v);
+  napi_value argv[1], v;
+  size_t argc = 1;
+  bool f32 = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc >= 1 && !is_nullish(env, argv[0]) && napi_get_value_bool(env, argv[0], &f32) != napi_ok) {
+    napi_throw_type_error(env, NULL, "qpanelPreferred: the argument must be a boolean (true: f32 panels)");
+    return NULL;
+  }
+  napi_get_boolean(env, (f32 ? r1_qpanel_f32_preferred() : r1_qpanel_preferred()) != 0, &v);
   return v;
 }

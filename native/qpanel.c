@@ -108,31 +108,32 @@ void r1_qpanel_dequant(long N, long K, const uint16_t *P, long r0, long r1, floa
 /* ---------------- kernels ---------------- */
 typedef struct {
   long M, N, K2;
-  const uint32_t *X; /* [M, K2] bf16 pairs */
-  const uint16_t *P;
+  const uint32_t *X; /* [M, K2] steps: bf16 pairs or f32 values */
+  const char *P;     /* the panels (64 bytes per step and panel) */
   const float *bias;
   float *Y;
-  long prefetch; /* M = 1: prefetch distance in bytes; M > 1: whether the first block prefetches (first slab) */
+  long prefetch;     /* M = 1: prefetch distance in bytes; M > 1: whether the first block prefetches (first slab) */
 } pctx;
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define T5F __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))) /* the f32 kernels: no BF16 needed */
 #define AI static inline __attribute__((always_inline))
 
 /* Columns [j0, j0 + 16) of a row: y = acc (+ bias), the first `valid` lanes only. */
-T5 AI void store16(float *y, const float *bias, long valid, __m512 acc) {
+T5F AI void store16(float *y, const float *bias, long valid, __m512 acc) {
   const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
   if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias));
   _mm512_mask_storeu_ps(y, m, acc);
 }
 /* y += acc, the first `valid` lanes (a later K chunk). */
-T5 AI void add16(float *y, long valid, __m512 acc) {
+T5F AI void add16(float *y, long valid, __m512 acc) {
   const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
   _mm512_mask_storeu_ps(y, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y)));
 }
 
-/* M = 1 (gemv_panels_n, gemv_range): y = x . W^T, GP panels at a time, each read with a software prefetch pfd weights
+/* M = 1 (gemv_panels_n, gemv_range): y = x . W^T, GP panels at a time, each read with a software prefetch pfd bytes
  * ahead (0: none).
  * Why four panels and a prefetch: at K = 896 a panel is 28 KB, and streaming two of them at a time left the two
  * threads at 34-47 GB/s where the bandwidth probe read 47-53 (S1's layer set from DRAM, Zen 5-class VM). Four
@@ -151,108 +152,6 @@ static long gemv_pf_bytes(void) {
   if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
   return v;
 }
-/* y[16 q' ..] for the panels q' = q, q + d, .., q + (n - 1) d (n <= GP). */
-T5 AI void gemv_panels_n(const pctx *c, long q, long d, const int n, long pfd) {
-  const long K2 = c->K2, ps = K2 * 2 * PR, ds = d * ps;
-  const uint32_t *x = c->X;
-  const uint16_t *p0 = c->P + q * ps;
-  __m512 a[GP], b[GP];
-  for (int v = 0; v < GP; v++) a[v] = b[v] = _mm512_setzero_ps();
-  long p = 0;
-  for (; p + 2 <= K2; p += 2) {
-    if (pfd)
-      for (int v = 0; v < n; v++) {
-        _mm_prefetch((const char *)(p0 + v * ds + 32 * p + pfd), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p0 + v * ds + 32 * p + pfd + 32), _MM_HINT_T0);
-      }
-    const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]), x1 = (__m512bh)_mm512_set1_epi32((int)x[p + 1]);
-    for (int v = 0; v < n; v++) {
-      a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ds + 32 * p)));
-      b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ds + 32 * p + 32)));
-    }
-  }
-  if (p < K2) {
-    const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[p]);
-    for (int v = 0; v < n; v++) a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_loadu_si512((const void *)(p0 + v * ds + 32 * p)));
-  }
-  for (int v = 0; v < n; v++) {
-    const long j0 = (q + v * d) * PR;
-    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a[v], b[v]));
-  }
-}
-
-/* Panels [q0, q1) of one thread: split into GP equal runs read side by side (stream v walks run v from its first
- * panel to its last, so each stream is one long sequential read, and the prefetch runs on into the stream's next
- * panel); the panels left over (fewer than GP), contiguous. */
-T5 static void gemv_range(void *v, long q0, long q1, int tid) {
-  (void)tid;
-  const pctx *c = v;
-  const long pfd = c->prefetch / 2; /* uint16 units */
-  const long L = (q1 - q0) / GP;
-  for (long i = 0; i < L; i++) gemv_panels_n(c, q0 + i, L, GP, pfd);
-  long q = q0 + GP * L;
-  switch (q1 - q) {
-    case 3: gemv_panels_n(c, q, 1, 3, pfd); break;
-    case 2: gemv_panels_n(c, q, 1, 2, pfd); break;
-    case 1: gemv_panels_n(c, q, 1, 1, pfd); break;
-    default: break;
-  }
-}
-
-/* The accumulators c<v><i>: panel v (0..2) x X row i (0..7); MR, NR are compile-time constants in every
- * instantiation, so the unused ones vanish. */
-#define FOR_I(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
-#define DECL(i) __m512 c0##i = _mm512_setzero_ps(), c1##i = c0##i, c2##i = c0##i;
-#define STEP(i)                                                                                                    \
-  if (MR > i) {                                                                                                    \
-    const __m512bh xb = (__m512bh)_mm512_set1_epi32((int)x[(i) * K2 + p]);                                         \
-    c0##i = _mm512_dpbf16_ps(c0##i, xb, w0);                                                                       \
-    if (NR > 1) c1##i = _mm512_dpbf16_ps(c1##i, xb, w1);                                                           \
-    if (NR > 2) c2##i = _mm512_dpbf16_ps(c2##i, xb, w2);                                                           \
-  }
-#define STORE(i)                                                                                                   \
-  if (MR > i) {                                                                                                    \
-    float *yr = y + (i) * N;                                                                                       \
-    if (acc) {                                                                                                     \
-      add16(yr, valid, c0##i);                                                                                     \
-      if (NR > 1) add16(yr + PR, valid - PR, c1##i);                                                               \
-      if (NR > 2) add16(yr + 2 * PR, valid - 2 * PR, c2##i);                                                       \
-    } else {                                                                                                       \
-      store16(yr, bias, valid, c0##i);                                                                             \
-      if (NR > 1) store16(yr + PR, bias ? bias + PR : NULL, valid - PR, c1##i);                                    \
-      if (NR > 2) store16(yr + 2 * PR, bias ? bias + 2 * PR : NULL, valid - 2 * PR, c2##i);                        \
-    }                                                                                                              \
-  }
-/* Y rows [0, MR) x columns [16 q, 16 q + 16 NR) of the block starting at x (row 0 of the block) and y, over pairs
- * [0, kc) from x and p0 (K2: the row stride of x in pairs, ps: the panel stride); acc: add to y (a later K chunk;
- * the bias came with the first). */
-/* pf (or NULL): prefetch QP_PF bytes ahead in each of the block's panel streams, one line per panel per pair (the
- * block that reads the chunk from DRAM; see strip_range). */
-T5 AI void mk_panel(const int MR, const int NR, const uint32_t *x, long K2, long kc, const uint16_t *p0, long ps,
-                    float *y, long N, const float *bias, long valid, int acc, const uint16_t *pf) {
-  const uint16_t *p1 = p0 + (NR > 1 ? ps : 0), *p2 = p0 + (NR > 2 ? 2 * ps : 0);
-  FOR_I(DECL)
-  for (long p = 0; p < kc; p++) {
-    if (pf) {
-      const char *a = (const char *)(pf + 32 * p);
-      _mm_prefetch(a, QP_PF_HINT);
-      if (NR > 1) _mm_prefetch(a + 2 * ps, QP_PF_HINT);
-      if (NR > 2) _mm_prefetch(a + 4 * ps, QP_PF_HINT);
-    }
-    const __m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(p0 + 32 * p));
-    const __m512bh w1 = NR > 1 ? (__m512bh)_mm512_loadu_si512((const void *)(p1 + 32 * p)) : w0;
-    const __m512bh w2 = NR > 2 ? (__m512bh)_mm512_loadu_si512((const void *)(p2 + 32 * p)) : w0;
-    FOR_I(STEP)
-  }
-  FOR_I(STORE)
-}
-#define MK_NR(MRV)                                                                                                 \
-  case MRV:                                                                                                        \
-    if (nr == 3) mk_panel(MRV, 3, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                                               \
-    else if (nr == 2) mk_panel(MRV, 2, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                                          \
-    else mk_panel(MRV, 1, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                                                       \
-    break;
-
 /* Panels [q0, q1) in strips of NRP panels (48 columns; the last may be narrower); within a strip, equal chunks of K
  * (see KC below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8,
  * 12 -> 6 + 6): the chunk of the strip (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF
@@ -266,62 +165,32 @@ T5 AI void mk_panel(const int MR, const int NR, const uint32_t *x, long K2, long
 #ifndef QP_PF
 #define QP_PF 2048 /* bytes */
 #endif
-T5 static void strip_range(void *v, long q0, long q1, int tid) {
-  (void)tid;
-  const pctx *c = v;
-  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 2 * PR;
-  const int nb = (int)cdiv(M, MRP);
-  /* K in equal chunks: one up to QP_K1 pairs, else of at most QP_KC (S1's down projection, 2432 pairs: 8 x 304;
-   * measured at batch 16 against 1024-pair chunks: ~280 -> ~320 GFLOP/s, the short-K products unchanged) */
-  const long KC = K2 <= QP_K1 ? K2 : cdiv(K2, cdiv(K2, QP_KC));
-  for (long q = q0; q < q1; q += NRP) { /* panels [q0, q1): the threads get equal shares of panels, not of strips */
-    const long j0 = q * PR;
-    const int nr = (int)min_l(NRP, q1 - q);
-    const uint16_t *p0 = c->P + q * ps;
-    const float *bias = c->bias ? c->bias + j0 : NULL;
-    const long valid = N - j0;
-    for (long pa = 0; pa < K2; pa += KC) {
-      const long kc = min_l(KC, K2 - pa);
-      const uint16_t *pk = p0 + 32 * pa;
-      for (int b = 0, i0 = 0; b < nb; b++) {
-        const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
-        const uint32_t *x = c->X + i0 * K2 + pa;
-        float *y = c->Y + i0 * N + j0;
-        const uint16_t *pf = c->prefetch && b == 0 ? pk + QP_PF / 2 : NULL;
-        switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
-        i0 += mr;
-      }
-    }
-  }
-}
+#ifndef QP_PF_ALL
+#define QP_PF_ALL 0
+#endif
 
-static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t *P, const float *bias, float *Y) {
-  pctx c = {M, N, K2, X, P, bias, Y, 0};
-  if (M == 1) {
-    c.prefetch = gemv_pf_bytes();
-    const long units = cdiv(N, PR);
-    /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
-    const long grain = max_l(GP, 65536 / (PR * 2 * K2));
-    if (N * K2 * 2 >= 65536) r1_parallel_for(units, grain, gemv_range, &c);
-    else gemv_range(&c, 0, units, 0);
-    return;
-  }
-  const long panels = cdiv(N, PR);
-  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
-    pctx s = c;
-    s.M = min_l(QP_SLAB, M - i0);
-    s.X = X + i0 * K2;
-    s.Y = Y + i0 * N;
-    s.prefetch = i0 == 0;
-    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
-    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(panels, grain, strip_range, &s);
-    else strip_range(&s, 0, panels, 0);
-  }
-}
+#define QK_SUF bf16
+#define QK_T T5
+#define QK_MADD(a, x, w) _mm512_dpbf16_ps(a, (__m512bh)(x), (__m512bh)(w))
+#include "qpanel_kern.h"
+#undef QK_SUF
+#undef QK_T
+#undef QK_MADD
+#define QK_SUF f32
+#define QK_T T5F
+#define QK_MADD(a, x, w) _mm512_fmadd_ps(_mm512_castsi512_ps(w), _mm512_castsi512_ps(x), a)
+#include "qpanel_kern.h"
+#undef QK_SUF
+#undef QK_T
+#undef QK_MADD
 #else
-static void run_fast(long M, long N, long K2, const uint32_t *X, const uint16_t *P, const float *bias, float *Y) {
+static void run_fast_bf16(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
   (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
   abort(); /* unreachable: r1_qpanel_native() is 0 off x86 */
+}
+static void run_fast_f32(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
+  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
+  abort(); /* unreachable: r1_qpanel_f32_native() is 0 off x86 */
 }
 #endif
 
@@ -353,7 +222,7 @@ int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, co
       r1_round_bf16(X + i * K, xb_buf + i * 2 * K2, K);
       if (K & 1) xb_buf[i * 2 * K2 + K] = 0;
     }
-    run_fast(M, N, K2, (const uint32_t *)xb_buf, P, bias, Y);
+    run_fast_bf16(M, N, K2, (const uint32_t *)xb_buf, (const char *)P, bias, Y);
     return 1;
   }
   /* Portable: X rounded to bf16 values (f32), W dequantized a block of panels at a time, the f32 GEMM. */
@@ -374,6 +243,77 @@ int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, co
     const long nb = min_l(rows, N - n0);
     r1_qpanel_dequant(N, K, P, n0, n0 + nb, wf_buf);
     r1_sgemm(0, 1, M, nb, K, 1.0f, xf_buf, K, wf_buf, K, 0.0f, Y + n0, N);
+  }
+  if (bias)
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+  return 1;
+}
+
+/* ---------------- f32 panels ---------------- */
+long r1_qpanel_f32_len(long N, long K) { return cdiv(N, PR) * PR * K; }
+
+int r1_qpanel_f32_native(void) { return r1_isa() >= R1_ISA_AVX512; }
+
+int r1_qpanel_f32_preferred(void) {
+  static int off = -1;
+  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL;
+  return !off && r1_qpanel_f32_native();
+}
+
+typedef struct {
+  const float *w;
+  long N, K;
+  float *dst;
+} pack32_ctx;
+
+static void pack32_range(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pack32_ctx *c = v;
+  const long K = c->K;
+  for (long q = q0; q < q1; q++) {
+    float *P = c->dst + q * K * PR;
+    const long rows = min_l(PR, c->N - q * PR);
+    if (rows < PR) memset(P, 0, sizeof(float) * (size_t)(K * PR));
+    for (long r = 0; r < rows; r++) {
+      const float *src = c->w + (q * PR + r) * K;
+      for (long k = 0; k < K; k++) P[k * PR + r] = src[k];
+    }
+  }
+}
+
+void r1_qpanel_f32_pack(const float *w, long N, long K, float *dst) {
+  if (N <= 0 || K <= 0) return;
+  pack32_ctx c = {w, N, K, dst};
+  r1_parallel_for(cdiv(N, PR), 1, pack32_range, &c);
+}
+
+void r1_qpanel_f32_dequant(long N, long K, const float *P, long r0, long r1, float *dst) {
+  for (long n = max_l(r0, 0); n < min_l(r1, N); n++) {
+    const float *pq = P + (n / PR) * K * PR + (n % PR);
+    float *o = dst + (n - r0) * K;
+    for (long k = 0; k < K; k++) o[k] = pq[k * PR];
+  }
+}
+
+int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, const float *bias, float *Y) {
+  if (M <= 0 || N <= 0) return 1;
+  if (K <= 0) {
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;
+    return 1;
+  }
+  if (r1_qpanel_f32_native()) { /* the activations as they are: one step per K index */
+    run_fast_f32(M, N, K, (const uint32_t *)X, (const char *)P, bias, Y);
+    return 1;
+  }
+  /* Portable: W copied out of its panels a block of rows at a time, the f32 GEMM. */
+  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
+  if (!grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float))) return 0;
+  for (long n0 = 0; n0 < N; n0 += rows) {
+    const long nb = min_l(rows, N - n0);
+    r1_qpanel_f32_dequant(N, K, P, n0, n0 + nb, wf_buf);
+    r1_sgemm(0, 1, M, nb, K, 1.0f, X, K, wf_buf, K, 0.0f, Y + n0, N);
   }
   if (bias)
     for (long i = 0; i < M; i++)

@@ -1,4 +1,5 @@
-/* bf16 weights in 16-row panels with interleaved K pairs, and their product Y = X . W^T (+ bias) (qpanel.c). */
+/* bf16 weights in 16-row panels with interleaved K pairs (and f32 weights in 16-row panels), and their product
+ * Y = X . W^T (+ bias) (qpanel.c). */
 #ifndef R1_QPANEL_H
 #define R1_QPANEL_H
 #include <stdint.h>
@@ -17,4 +18,16 @@ void r1_qpanel_pack(const float *w, long N, long K, uint16_t *dst);
 void r1_qpanel_dequant(long N, long K, const uint16_t *P, long r0, long r1, float *dst);
 /* Y[M, N] = bf16(X)[M, K] . W^T (+ bias); X, Y contiguous. Returns 0 (Y untouched) when out of memory, else 1. */
 int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, const float *bias, float *Y);
+
+/* f32 weights in 16-row panels: P[(q K + k) 16 + c] = W[16 q + c, k] (rows past N zero), one 64-byte panel row per K
+ * index, multiplied by the same kernels with f32 FMAs on AVX-512 (no rounding of X: f32 x f32, f32 sums). */
+/* Elements (float) of the f32 panel layout: ceil(N / 16) * 16 rows x K. */
+long r1_qpanel_f32_len(long N, long K);
+/* 1 when the AVX-512 f32 panel kernels run here; _preferred: and R1_QGEMM_NO_PANELS is unset. */
+int r1_qpanel_f32_native(void);
+int r1_qpanel_f32_preferred(void);
+void r1_qpanel_f32_pack(const float *w, long N, long K, float *dst);
+void r1_qpanel_f32_dequant(long N, long K, const float *P, long r0, long r1, float *dst);
+/* Y[M, N] = X[M, K] . W^T (+ bias); returns 0 (Y untouched) when out of memory, else 1. */
+int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, const float *bias, float *Y);
 #endif

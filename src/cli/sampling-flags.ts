@@ -12,6 +12,8 @@ export const WEIGHTS_FLAG: FlagSpec = { weights: { type: 'string' }, 'kv-cache':
 export const WEIGHTS_USAGE = `  --weights F            Linear weights for inference: f32 (default), bf16 (half the bytes) or fp8 (E4M3 with
                          128x128 block scales, a quarter; an FP8 checkpoint stays as it is). Decode reads every
                          weight per token, so fewer bytes decode faster; bf16/fp8 round the weights slightly
+                         (f32 keeps the values; on AVX-512 CPUs they are re-laid out in 16-row panels for the
+                         batched kernels; R1_QGEMM_NO_PANELS=1 keeps them row-major)
   --kv-cache T           KV cache values: auto (default: bf16 with --weights bf16/fp8, else f32), f32 or bf16
                          (half the bytes; keys, values and the scaled queries rounded to bf16)`;
 
@@ -104,6 +106,7 @@ export function loadChatModel(dir: string, context: number | undefined, quiet: b
     maxPositions: context,
     maxBatch,
     weights,
+    f32Panels: true, // chatting is inference only: f32 weights in panels where the kernels run (same values)
     kvCache,
     onProgress: (done, total, bytes, totalBytes) => {
       if (quiet) return;
@@ -115,7 +118,7 @@ export function loadChatModel(dir: string, context: number | undefined, quiet: b
   const s = m.loaded.packed;
   if (!quiet && s) {
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    process.stderr.write(`weights: ${s.format}, ${s.layers} linear layers packed (${mb(s.bytesBefore)} f32 -> ${mb(s.bytesAfter)})` +
+    process.stderr.write(`weights: ${s.format}, ${s.layers} linear layers packed (${s.format === 'f32' ? `${mb(s.bytesAfter)} in 16-row panels` : `${mb(s.bytesBefore)} f32 -> ${mb(s.bytesAfter)}`})` +
       `${s.tiedHeadBytes ? `, tied head copy ${mb(s.tiedHeadBytes)}` : ''}${s.kept.length ? `, ${s.kept.length} kept in f32` : ''}\n`);
   }
   return m;

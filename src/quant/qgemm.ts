@@ -5,10 +5,15 @@
  *           [ceil(N / 128), ceil(K / 128)], w = decode(code) * scaleInv (DeepSeek-V3 technical report
  *           section 3.3.2; the released checkpoints' `weight_scale_inv`; src/quant/blockwise.ts), 1 byte / weight.
  *
+ *   - f32:  Float32Array, in the 'panels' layout only (4 bytes / weight): the same values as the model's own f32
+ *           weights, re-laid out for the panel kernels (a batched decode multiplies f32 weights ~2.5x faster this
+ *           way than row-major); products f32 x f32 with f32 sums, activations not rounded.
+ *
  * bf16 has two layouts: 'rows' (row-major [N, K], the checkpoint order) and 'panels' (native/qpanel.c): panels of 16
  * rows in which the two weights of each K pair (2p, 2p+1) of the 16 rows sit together, P[((q K2 + p) 16 + c) 2 + h]
  * = W[16 q + c, 2 p + h] (K2 = ceil(K / 2), zero past N and past an odd K), so the AVX512_BF16 pair dot product
  * multiplies a broadcast activation pair by a panel row directly. packMatrix chooses 'panels' where those kernels run.
+ * f32 panels hold one K index per panel row: P[(q K + k) 16 + c] = W[16 q + c, k] (zero past N).
  *
  * The product runs in native/qgemm.c (dequantization fused into the GEMV/GEMM, AVX-512 / AVX2+F16C / scalar)
  * when the addon is loaded, else in the TypeScript reference below (same definition, f32 weights, f64-free f32
@@ -20,8 +25,8 @@ import { decodeTable } from './fp8.js';
 import { DEFAULT_BLOCK, scaleShape } from './blockwise.js';
 import { FormatError, ShapeError } from '../errors.js';
 
-export type PackedFormat = 'bf16' | 'fp8';
-/** Element order of packed bf16 data (fp8 is always 'rows'). */
+export type PackedFormat = 'bf16' | 'fp8' | 'f32';
+/** Element order of packed data (fp8 is always 'rows', f32 always 'panels'). */
 export type PackedLayout = 'rows' | 'panels';
 /** Rows per panel of the 'panels' layout. */
 export const PANEL_ROWS = 16;
@@ -32,8 +37,9 @@ export interface PackedMatrix {
   rows: number;
   /** Input features K (columns of W). */
   cols: number;
-  /** bf16 bit patterns (Uint16Array) or E4M3 codes (Uint8Array), row-major [rows, cols] or (bf16) in panels. */
-  data: Uint16Array | Uint8Array;
+  /** bf16 bit patterns (Uint16Array), E4M3 codes (Uint8Array) or f32 values (Float32Array), row-major [rows, cols]
+   * or (bf16, f32) in panels. */
+  data: Uint16Array | Uint8Array | Float32Array;
   /** Element order of `data`; absent = 'rows'. */
   layout?: PackedLayout;
   /** fp8 only: dequantization factors [ceil(rows / 128), ceil(cols / 128)]; null for bf16. */
@@ -45,18 +51,19 @@ export function packedBytes(w: PackedMatrix): number {
   return w.data.byteLength + (w.scaleInv ? w.scaleInv.byteLength : 0);
 }
 
-/** Values the data of a [rows, cols] matrix holds in a layout. */
-export function packedLength(rows: number, cols: number, layout: PackedLayout = 'rows'): number {
-  return layout === 'panels' ? Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * (cols + (cols & 1)) : rows * cols;
+/** Values the data of a [rows, cols] matrix holds in a layout (bf16 panels pad K to even, f32 panels do not). */
+export function packedLength(rows: number, cols: number, layout: PackedLayout = 'rows', format: PackedFormat = 'bf16'): number {
+  if (layout !== 'panels') return rows * cols;
+  return Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * (format === 'f32' ? cols : cols + (cols & 1));
 }
 
 interface QgemmAddon {
-  qgemm(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null,
+  qgemm(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array | Float32Array, scaleInv: Float32Array | null,
     bias: Float32Array | null, M: number, N: number, K: number, layout: 0 | 1): void;
-  qdequant(dst: Float32Array, w: Uint16Array | Uint8Array, scaleInv: Float32Array | null, N: number, K: number,
+  qdequant(dst: Float32Array, w: Uint16Array | Uint8Array | Float32Array, scaleInv: Float32Array | null, N: number, K: number,
     r0: number, r1: number, layout: 0 | 1): void;
-  qpanelPack(dst: Uint16Array, w: Float32Array, N: number, K: number): void;
-  qpanelPreferred(): boolean;
+  qpanelPack(dst: Uint16Array | Float32Array, w: Float32Array, N: number, K: number): void;
+  qpanelPreferred(f32?: boolean): boolean;
 }
 
 let addon: QgemmAddon | null | undefined;
@@ -87,6 +94,9 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
   if (layout !== 'rows' && layout !== 'panels') throw new FormatError(`${what}: unknown layout '${String(layout)}' (rows, panels)`);
   if (w.format === 'bf16') {
     if (!(w.data instanceof Uint16Array)) throw new FormatError(`${what}: bf16 weights must be a Uint16Array`);
+  } else if (w.format === 'f32') {
+    if (layout !== 'panels') throw new FormatError(`${what}: packed f32 weights come in the 'panels' layout only (row-major f32 is the Linear's own weight)`);
+    if (!(w.data instanceof Float32Array)) throw new FormatError(`${what}: f32 weights must be a Float32Array`);
   } else if (w.format === 'fp8') {
     if (layout !== 'rows') throw new FormatError(`${what}: fp8 weights come in the 'rows' layout only`);
     if (!(w.data instanceof Uint8Array)) throw new FormatError(`${what}: fp8 weights must be a Uint8Array of E4M3 codes`);
@@ -97,7 +107,7 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
   } else {
     throw new FormatError(`${what}: unknown packed format ${String((w as { format: unknown }).format)}`);
   }
-  const want = packedLength(rows, cols, layout);
+  const want = packedLength(rows, cols, layout, w.format);
   if (w.data.length !== want) throw new ShapeError(`${what}: ${w.data.length} values do not fill [${rows}, ${cols}]${layout === 'panels' ? ` in 16-row panels (${want})` : ''}`);
 }
 
@@ -121,14 +131,27 @@ export function panelsFromRows(bits: Uint16Array, rows: number, cols: number): U
   return out;
 }
 
-/** True when bf16 weights should be packed in panels here (the native AVX512_BF16 panel kernels run). */
-export function panelsPreferred(): boolean {
+/** f32 W [rows, cols] (row-major) in the f32 'panels' layout; the TypeScript reference of native qpanelPack. */
+export function f32PanelsFromRows(w: Float32Array, rows: number, cols: number): Float32Array {
+  if (w.length !== rows * cols) throw new ShapeError(`f32PanelsFromRows: ${w.length} values do not fill [${rows}, ${cols}]`);
+  const out = new Float32Array(packedLength(rows, cols, 'panels', 'f32'));
+  for (let n = 0; n < rows; n++) {
+    const base = Math.floor(n / PANEL_ROWS) * cols * PANEL_ROWS + (n % PANEL_ROWS);
+    for (let k = 0; k < cols; k++) out[base + k * PANEL_ROWS] = w[n * cols + k]!;
+  }
+  return out;
+}
+
+/** True when weights of `format` ('bf16': the AVX512_BF16 kernels, 'f32': the AVX-512 ones) should be packed in
+ * panels here (the native panel kernels run, R1_QGEMM_NO_PANELS unset). */
+export function panelsPreferred(format: 'bf16' | 'f32' = 'bf16'): boolean {
   const n = qgemmNative();
-  return n !== null && n.qpanelPreferred();
+  return n !== null && n.qpanelPreferred(format === 'f32');
 }
 
 /**
  * y[M, N] = bf16(x)[M, K] . W^T (+ bias[N]); x and y contiguous row-major. y is returned (allocated when not given).
+ * (f32 weights: x . W^T in f32, x as it is.)
  * The activations are rounded to bf16 (nearest even) before the product, on every path and at every M — what
  * PyTorch's bf16 inference and llama.cpp's F16/BF16 dot products do, and what lets the native kernels use the CPU's
  * bf16 dot-product instructions (native/qsmall.c). Products of bf16 activations with bf16 or E4M3 weights are
@@ -158,7 +181,7 @@ export function roundActivations(x: Float32Array, n = x.length): Float32Array {
 /** The TypeScript reference: bf16-rounded x; dequantize row by row (f32, as dequantizeBlockwise); accumulate in f32. */
 export function qgemmJs(x0: Float32Array, M: number, w: PackedMatrix, bias: Float32Array | null = null, y?: Float32Array): Float32Array {
   const N = w.rows, K = w.cols;
-  const x = roundActivations(x0, M * K);
+  const x = w.format === 'f32' ? x0 : roundActivations(x0, M * K);
   const out = y ?? new Float32Array(M * N);
   const row = new Float32Array(K);
   for (let j = 0; j < N; j++) {
@@ -176,6 +199,11 @@ export function qgemmJs(x0: Float32Array, M: number, w: PackedMatrix, bias: Floa
 
 function dequantRowJs(w: PackedMatrix, j: number, row: Float32Array): void {
   const K = w.cols;
+  if (w.format === 'f32') { // panels
+    const d = w.data as Float32Array, base = Math.floor(j / PANEL_ROWS) * K * PANEL_ROWS + (j % PANEL_ROWS);
+    for (let p = 0; p < K; p++) row[p] = d[base + p * PANEL_ROWS]!;
+    return;
+  }
   if (w.format === 'bf16') {
     const d = w.data as Uint16Array;
     if (w.layout === 'panels') {

@@ -128,6 +128,39 @@ for (const fam of ['qwen2-tiny', 'deepseek-v3-tiny']) {
   }
 }
 
+for (const fam of ['qwen2-tiny', 'deepseek-v3-tiny']) {
+  test(`${fam} f32 panels (f32Panels): the same values re-laid out; greedy tokens equal and logits match the f32 model to f32 rounding`, { skip: !panelsPreferred('f32') && 'the f32 panel kernels need AVX-512 and the native addon' }, async () => {
+    const dir = join(FIX, fam);
+    const f32 = loadModel(dir, { maxPositions: 64 }).model;
+    const loaded = loadModel(dir, { maxPositions: 64, weights: 'f32', f32Panels: true });
+    const pk = loaded.model;
+    assert.ok(loaded.packed && loaded.packed.layers > 0 && loaded.packed.format === 'f32');
+    assert.equal(loaded.packed.bytesAfter, loaded.packed.bytesBefore + [...pk.namedModules()].reduce((a, [, m]) =>
+      a + (m instanceof Linear && m.impl instanceof PackedLinear ? 4 * (Math.ceil(m.outFeatures / 16) * 16 - m.outFeatures) * m.inFeatures : 0), 0),
+      'the same 4 bytes per weight, rows padded to a multiple of 16');
+    for (const [, m] of pk.namedModules()) {
+      if (m instanceof Linear && m.impl instanceof PackedLinear) {
+        assert.equal(m.impl.weight.layout, 'panels');
+        assert.ok(m.weight.isDisposed, 'the row-major f32 weight is released');
+      }
+    }
+    const prompts = [[1, 2, 3], [7, 8, 9, 10, 11, 12, 13], [40]];
+    const [gPanels, gF32] = [await greedy(pk, prompts, 10), await greedy(f32, prompts, 10)];
+    assert.deepEqual(gPanels, gF32);
+    for (let i = 0; i < prompts.length; i++) {
+      const seq = [...prompts[i]!, ...gPanels[i]!];
+      const lp = logitsOf(pk, seq), lf = logitsOf(f32, seq);
+      // f32 x f32 products in another summation order: ~1e-7 relative per product, compounded over the layers
+      assert.ok(relRms(lp, lf) <= 1e-5, `${fam} seq ${i}: f32 panels vs f32 relative RMS ${relRms(lp, lf)}`);
+      assert.ok(maxDiff(lp, lf) <= 1e-4 * maxAbs(lf), `${fam} seq ${i}: f32 panels vs f32 differ by ${maxDiff(lp, lf)}`);
+    }
+    pk.train();
+    assert.throws(() => pk.forward(T.tensor([[1, 2]], { dtype: 'i32' })), (e: unknown) => e instanceof UsageError && /inference-only/.test(e.message));
+    f32.dispose();
+    pk.dispose();
+  });
+}
+
 test('packWeights: summary, released f32 weights, tied head, inference-only', () => {
   const config = parseConfig({ model_type: 'qwen2', vocab_size: 300, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: true, initializer_range: 0.2 }, 'tied');
   const ref = buildModel(config, { seed: 3, maxPositions: 64 });
@@ -165,6 +198,17 @@ test('packWeights: summary, released f32 weights, tied head, inference-only', ()
   const same = packWeights(ref, 'f32');
   assert.equal(same.layers, 0);
   assert.deepEqual(logitsOf(ref, seq), want, "'f32' leaves the model as it is");
+  if (panelsPreferred('f32')) { // f32 in panels on request: every Linear and a copy of the tied head, 4 bytes a weight
+    const model = buildModel(config, { seed: 3, maxPositions: 64 });
+    const s = packWeights(model, 'f32', { f32Panels: true });
+    const lin = model.namedModules().filter(([, m]) => m instanceof Linear) as [string, Linear][];
+    assert.equal(s.layers, lin.length);
+    assert.equal(s.bytesAfter, lin.reduce((a, [, m]) => a + 4 * packedLength(m.outFeatures, m.inFeatures, 'panels', 'f32'), 0));
+    assert.equal(s.tiedHeadBytes, 4 * 304 * 64);
+    const rr = relRms(logitsOf(model, seq), want);
+    assert.ok(rr <= 1e-6, `f32 panels: tied model logits: relative RMS ${rr}`);
+    model.dispose();
+  }
   ref.dispose();
   assert.equal(parseWeightFormat('fp8'), 'fp8');
   assert.throws(() => parseWeightFormat('int4'), UsageError);

@@ -4,13 +4,14 @@
  * decode(code) * scaleInv per 128 x 128 block). Sizes cover N, K that are not multiples of 128, 16 or 8, every
  * path of the kernel (M = 1 register GEMV, M <= 16 tile path, M > 16 dequantized panels + f32 GEMM) and 1 or 2
  * threads. bf16 also in the 16-row panel layout (native/qpanel.c: the AVX512_BF16 outer-product kernels, or the
- * portable dequantize + f32 GEMM path under R1_ISA below avx512bf16).
+ * portable dequantize + f32 GEMM path under R1_ISA below avx512bf16), and f32 weights in 16-row panels (the same
+ * kernels with f32 FMAs on AVX-512; activations not rounded).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, f32PanelsFromRows, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
 import { packMatrix } from '../../src/nn/packed-weights.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
@@ -31,6 +32,10 @@ function packBf16(w: Float32Array, N: number, K: number, panels = false): { p: P
   const deq = Float32Array.from(data, bf16BitsToF32);
   if (panels) return { p: { format: 'bf16', rows: N, cols: K, data: panelsFromRows(data, N, K), scaleInv: null, layout: 'panels' }, deq };
   return { p: { format: 'bf16', rows: N, cols: K, data, scaleInv: null }, deq };
+}
+function packF32(w: Float32Array, N: number, K: number, ts = false): { p: PackedMatrix; deq: Float32Array } {
+  if (ts) return { p: { format: 'f32', rows: N, cols: K, data: f32PanelsFromRows(w, N, K), scaleInv: null, layout: 'panels' }, deq: w };
+  return { p: packMatrix(w, N, K, 'f32'), deq: w };
 }
 function packFp8(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
   const q = quantizeWeight(w, N, K);
@@ -64,7 +69,7 @@ function check(got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, K
 const SHAPES: [number, number][] = [[5, 7], [30, 50], [131, 259], [260, 384], [9, 1000], [300, 129]]; // bf16 panels at M = 1 go four at a time: N = 30, 131, 300 end on 2, 1, 3
 const MS = [1, 3, 9, 16, 200, 600]; // 600: several 256-row slabs of the bf16-dot path
 
-for (const fmt of ['bf16', 'bf16 panels', 'fp8'] as const) {
+for (const fmt of ['bf16', 'bf16 panels', 'fp8', 'f32 panels'] as const) {
   test(`${fmt}: qgemm matches an f64 reference on the dequantized weights (odd N, K; M = 1, 3, 9, 16, 200, 600; 1 and 2 threads)`, () => {
     const nat = loadNative();
     const before = nat?.getThreads() ?? 1;
@@ -76,14 +81,14 @@ for (const fmt of ['bf16', 'bf16 panels', 'fp8'] as const) {
           const w = gaussian(N * K, rnd, 0.05);
           // Blocks of different magnitude so the per-block scales matter for fp8.
           for (let j = 0; j < N; j++) for (let p = 0; p < K; p++) w[j * K + p]! *= 2 ** (((j >> 7) + 2 * (p >> 7)) % 5 - 2);
-          const { p, deq } = fmt === 'fp8' ? packFp8(w, N, K) : packBf16(w, N, K, fmt === 'bf16 panels');
+          const { p, deq } = fmt === 'fp8' ? packFp8(w, N, K) : fmt === 'f32 panels' ? packF32(w, N, K) : packBf16(w, N, K, fmt === 'bf16 panels');
           const bias = gaussian(N, rnd);
           for (const M of MS) {
             if ((M === 200 && N * K > 100_000) || (M === 600 && N * K > 40_000)) continue; // keeps the f64 reference quick
             const x = gaussian(M * K, rnd);
             for (const b of [null, bias]) {
               const got = qgemm(x, M, p, b);
-              check(got, reference(roundActivations(x), M, deq, N, K, b), K, `${fmt} N=${N} K=${K} M=${M} threads=${threads} bias=${!!b}`);
+              check(got, reference(fmt === 'f32 panels' ? x : roundActivations(x), M, deq, N, K, b), K, `${fmt} N=${N} K=${K} M=${M} threads=${threads} bias=${!!b}`);
             }
           }
         }
@@ -98,9 +103,9 @@ test('the TypeScript reference qgemmJs agrees with the f64 reference too', () =>
   const rnd = lcg(5);
   const N = 37, K = 150, M = 3;
   const w = gaussian(N * K, rnd);
-  for (const { p, deq } of [packBf16(w, N, K), packBf16(w, N, K, true), packFp8(w, N, K)]) {
+  for (const { p, deq } of [packBf16(w, N, K), packBf16(w, N, K, true), packFp8(w, N, K), packF32(w, N, K, true)]) {
     const x = gaussian(M * K, rnd);
-    check(qgemmJs(x, M, p), reference(roundActivations(x), M, deq, N, K, null), K, `js ${p.format} ${p.layout ?? 'rows'}`);
+    check(qgemmJs(x, M, p), reference(p.format === 'f32' ? x : roundActivations(x), M, deq, N, K, null), K, `js ${p.format} ${p.layout ?? 'rows'}`);
   }
 });
 
@@ -117,6 +122,15 @@ test('the panel layout: packMatrix (native qpanelPack when built) equals the Typ
     // row-major and panels hold the same values
     const rows = packMatrix(w, N, K, 'bf16', 'test', 'rows');
     assert.deepEqual(dequantPacked(p), dequantPacked(rows));
+    // f32 panels: the values themselves, one K index per 16-row panel row, no pad
+    const f = packMatrix(w, N, K, 'f32');
+    assert.equal(f.layout, 'panels');
+    assert.ok(f.data instanceof Float32Array);
+    assert.equal(f.data.length, packedLength(N, K, 'panels', 'f32'));
+    assert.equal(f.data.length, Math.ceil(N / 16) * 16 * K);
+    assert.deepEqual(f.data, f32PanelsFromRows(w, N, K), `f32 [${N}, ${K}]`);
+    assert.deepEqual(dequantPacked(f), w);
+    if (N > 2) assert.deepEqual(dequantPacked(f, 1, N - 1), w.subarray(K, (N - 1) * K));
   }
   // The rounding itself (native r1_round_bf16: 16 or 8 values per step where AVX-512 / AVX2 run, the scalar loop
   // for the tail and elsewhere) on values that test each branch: ties up and down, overflow to infinity, signed
@@ -152,6 +166,10 @@ test('the panel layout: packMatrix (native qpanelPack when built) equals the Typ
     assert.deepEqual(vc, rounded(vb), 'values appended to a bf16 cache');
   }
   assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'fp8', 'test', 'panels'), /'rows' layout only/);
+  assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'f32', 'test', 'rows'), /'panels' layout only/);
+  assert.throws(() => checkPacked({ format: 'f32', rows: 2, cols: 2, data: new Float32Array(4), scaleInv: null }), /'panels' layout only/);
+  assert.throws(() => checkPacked({ format: 'f32', rows: 2, cols: 2, data: new Uint16Array(32), scaleInv: null, layout: 'panels' }), /Float32Array/);
+  assert.throws(() => checkPacked({ format: 'f32', rows: 2, cols: 3, data: new Float32Array(64), scaleInv: null, layout: 'panels' }), /in 16-row panels \(48\)/);
   assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'panels' }), /in 16-row panels \(32\)/);
   assert.throws(() => checkPacked({ format: 'bf16', rows: 2, cols: 2, data: new Uint16Array(4), scaleInv: null, layout: 'tiles' as 'rows' }), /unknown layout 'tiles'/);
 });
@@ -214,6 +232,14 @@ test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qg
   assert.throws(() => n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 2 as 1), RangeError);
   assert.throws(() => n.qpanelPack(new Uint16Array(31), new Float32Array(8), 4, 2), /needs 32/);
   n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 1);
+  assert.deepEqual(Array.from(y), [0, 0, 0, 0]);
+  // f32 weights: panels only, 16 rows x K (no pad)
+  assert.throws(() => n.qgemm(y, x, new Float32Array(8), null, null, 1, 4, 2, 0), /panels \(layout 1\) only/);
+  assert.throws(() => n.qgemm(y, x, new Float32Array(8), null, null, 1, 4, 2, 1), /16-row panels needs 32/);
+  assert.throws(() => n.qpanelPack(new Float32Array(31), new Float32Array(8), 4, 2), /needs 32/);
+  assert.throws(() => n.qpanelPack(new Int32Array(32) as unknown as Float32Array, new Float32Array(8), 4, 2), /Uint16Array .* or a Float32Array/);
+  assert.throws(() => n.qpanelPreferred(1 as unknown as boolean), TypeError);
+  n.qgemm(y, x, new Float32Array(32), null, null, 1, 4, 2, 1);
   assert.deepEqual(Array.from(y), [0, 0, 0, 0]);
 });
 

@@ -1,0 +1,180 @@
+/* The panel kernels of qpanel.c, included once per element format with
+ *   QK_SUF          the name suffix (bf16, f32),
+ *   QK_T            the target attribute,
+ *   QK_MADD(a,x,w)  a += the 64-byte panel row w (__m512i) times the broadcast 32-bit step x (__m512i): vdpbf16ps on
+ *                   a bf16 pair (bf16 panels) or an f32 FMA on one value (f32 panels).
+ * A panel row is 64 bytes in both formats (16 rows x one K pair of bf16, or x one K index of f32), so a "step" below
+ * is one panel row and K2 the steps per panel; the activations X are [M, K2] 32-bit steps (bf16 pairs, or the f32
+ * values themselves). Pointers into panels are byte pointers; ps is the panel stride in bytes (K2 * 64).
+ */
+#define QK_CAT2(a, b) a##_##b
+#define QK_CAT(a, b) QK_CAT2(a, b)
+#define KN(name) QK_CAT(name, QK_SUF)
+
+/* y[16 q' ..] for the panels q' = q, q + d, .., q + (n - 1) d (n <= GP); pfd: prefetch distance in bytes (0: none). */
+QK_T AI void KN(gemv_panels_n)(const pctx *c, long q, long d, const int n, long pfd) {
+  const long K2 = c->K2, ps = K2 * 64, ds = d * ps;
+  const uint32_t *x = c->X;
+  const char *p0 = c->P + q * ps;
+  __m512 a[GP], b[GP];
+  for (int v = 0; v < GP; v++) a[v] = b[v] = _mm512_setzero_ps();
+  long p = 0;
+  for (; p + 2 <= K2; p += 2) {
+    if (pfd)
+      for (int v = 0; v < n; v++) {
+        _mm_prefetch(p0 + v * ds + 64 * p + pfd, _MM_HINT_T0);
+        _mm_prefetch(p0 + v * ds + 64 * p + pfd + 64, _MM_HINT_T0);
+      }
+    const __m512i x0 = _mm512_set1_epi32((int)x[p]), x1 = _mm512_set1_epi32((int)x[p + 1]);
+    for (int v = 0; v < n; v++) {
+      a[v] = QK_MADD(a[v], x0, _mm512_loadu_si512((const void *)(p0 + v * ds + 64 * p)));
+      b[v] = QK_MADD(b[v], x1, _mm512_loadu_si512((const void *)(p0 + v * ds + 64 * p + 64)));
+    }
+  }
+  if (p < K2) {
+    const __m512i x0 = _mm512_set1_epi32((int)x[p]);
+    for (int v = 0; v < n; v++) a[v] = QK_MADD(a[v], x0, _mm512_loadu_si512((const void *)(p0 + v * ds + 64 * p)));
+  }
+  for (int v = 0; v < n; v++) {
+    const long j0 = (q + v * d) * PR;
+    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a[v], b[v]));
+  }
+}
+
+/* Panels [q0, q1) of one thread: split into GP equal runs read side by side (stream v walks run v from its first
+ * panel to its last, so each stream is one long sequential read, and the prefetch runs on into the stream's next
+ * panel); the panels left over (fewer than GP), contiguous. */
+QK_T static void KN(gemv_range)(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  const long pfd = c->prefetch;
+  const long L = (q1 - q0) / GP;
+  for (long i = 0; i < L; i++) KN(gemv_panels_n)(c, q0 + i, L, GP, pfd);
+  long q = q0 + GP * L;
+  switch (q1 - q) {
+    case 3: KN(gemv_panels_n)(c, q, 1, 3, pfd); break;
+    case 2: KN(gemv_panels_n)(c, q, 1, 2, pfd); break;
+    case 1: KN(gemv_panels_n)(c, q, 1, 1, pfd); break;
+    default: break;
+  }
+}
+
+/* The accumulators c<v><i>: panel v (0..2) x X row i (0..7); MR, NR are compile-time constants in every
+ * instantiation, so the unused ones vanish. */
+#define FOR_I(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define DECL(i) __m512 c0##i = _mm512_setzero_ps(), c1##i = c0##i, c2##i = c0##i;
+#define STEP(i)                                                                                                    \
+  if (MR > i) {                                                                                                    \
+    const __m512i xb = _mm512_set1_epi32((int)x[(i) * K2 + p]);                                                    \
+    c0##i = QK_MADD(c0##i, xb, w0);                                                                                \
+    if (NR > 1) c1##i = QK_MADD(c1##i, xb, w1);                                                                    \
+    if (NR > 2) c2##i = QK_MADD(c2##i, xb, w2);                                                                    \
+  }
+#define STORE(i)                                                                                                   \
+  if (MR > i) {                                                                                                    \
+    float *yr = y + (i) * N;                                                                                       \
+    if (acc) {                                                                                                     \
+      add16(yr, valid, c0##i);                                                                                     \
+      if (NR > 1) add16(yr + PR, valid - PR, c1##i);                                                               \
+      if (NR > 2) add16(yr + 2 * PR, valid - 2 * PR, c2##i);                                                       \
+    } else {                                                                                                       \
+      store16(yr, bias, valid, c0##i);                                                                             \
+      if (NR > 1) store16(yr + PR, bias ? bias + PR : NULL, valid - PR, c1##i);                                    \
+      if (NR > 2) store16(yr + 2 * PR, bias ? bias + 2 * PR : NULL, valid - 2 * PR, c2##i);                        \
+    }                                                                                                              \
+  }
+/* Y rows [0, MR) x columns [16 q, 16 q + 16 NR) of the block starting at x (row 0 of the block) and y, over steps
+ * [0, kc) from x and p0 (K2: the row stride of x in steps, ps: the panel stride in bytes); acc: add to y (a later K
+ * chunk; the bias came with the first). pf (or NULL): prefetch QP_PF bytes ahead in each of the block's panel
+ * streams, one line per panel per step (the block that reads the chunk from DRAM; see strip_range). */
+QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2, long kc, const char *p0, long ps,
+                          float *y, long N, const float *bias, long valid, int acc, const char *pf) {
+  const char *p1 = p0 + (NR > 1 ? ps : 0), *p2 = p0 + (NR > 2 ? 2 * ps : 0);
+  FOR_I(DECL)
+  for (long p = 0; p < kc; p++) {
+    if (pf) {
+      const char *a = pf + 64 * p;
+      _mm_prefetch(a, QP_PF_HINT);
+      if (NR > 1) _mm_prefetch(a + ps, QP_PF_HINT);
+      if (NR > 2) _mm_prefetch(a + 2 * ps, QP_PF_HINT);
+    }
+    const __m512i w0 = _mm512_loadu_si512((const void *)(p0 + 64 * p));
+    const __m512i w1 = NR > 1 ? _mm512_loadu_si512((const void *)(p1 + 64 * p)) : w0;
+    const __m512i w2 = NR > 2 ? _mm512_loadu_si512((const void *)(p2 + 64 * p)) : w0;
+    FOR_I(STEP)
+  }
+  FOR_I(STORE)
+}
+#undef FOR_I
+#undef DECL
+#undef STEP
+#undef STORE
+#define MK_NR(MRV)                                                                                                 \
+  case MRV:                                                                                                        \
+    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                           \
+    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                      \
+    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                                   \
+    break;
+
+/* Panels [q0, q1) in strips of NRP panels (48 columns; the last may be narrower); within a strip, equal chunks of K
+ * (see KC below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8,
+ * 12 -> 6 + 6): the chunk of the strip (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF
+ * bytes ahead in each of its 3 panel streams (first slab only), and from L1/L2 by the others. The threads get equal
+ * shares of panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9). */
+QK_T static void KN(strip_range)(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 64;
+  const int nb = (int)cdiv(M, MRP);
+  /* K in equal chunks: one up to QP_K1 steps, else of at most QP_KC (S1's bf16 down projection, 2432 pairs:
+   * 8 x 304; measured at batch 16 against 1024-pair chunks: ~280 -> ~320 GFLOP/s, the short-K products unchanged) */
+  const long KC = K2 <= QP_K1 ? K2 : cdiv(K2, cdiv(K2, QP_KC));
+  for (long q = q0; q < q1; q += NRP) {
+    const long j0 = q * PR;
+    const int nr = (int)min_l(NRP, q1 - q);
+    const char *p0 = c->P + q * ps;
+    const float *bias = c->bias ? c->bias + j0 : NULL;
+    const long valid = N - j0;
+    for (long pa = 0; pa < K2; pa += KC) {
+      const long kc = min_l(KC, K2 - pa);
+      const char *pk = p0 + 64 * pa;
+      for (int b = 0, i0 = 0; b < nb; b++) {
+        const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
+        const uint32_t *x = c->X + i0 * K2 + pa;
+        float *y = c->Y + i0 * N + j0;
+        const char *pf = c->prefetch && (b == 0 || QP_PF_ALL) ? pk + QP_PF : NULL;
+        switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
+        i0 += mr;
+      }
+    }
+  }
+}
+#undef MK_NR
+
+/* Y[M, N] = X[M, K2 steps] . panels^T (+ bias), on the calling thread and the pool. */
+static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
+  pctx c = {M, N, K2, X, P, bias, Y, 0};
+  if (M == 1) {
+    c.prefetch = gemv_pf_bytes();
+    const long units = cdiv(N, PR);
+    /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
+    const long grain = max_l(GP, 65536 / (PR * 2 * K2));
+    if (N * K2 * 2 >= 65536) r1_parallel_for(units, grain, KN(gemv_range), &c);
+    else KN(gemv_range)(&c, 0, units, 0);
+    return;
+  }
+  const long panels = cdiv(N, PR);
+  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
+    pctx s = c;
+    s.M = min_l(QP_SLAB, M - i0);
+    s.X = X + i0 * K2;
+    s.Y = Y + i0 * N;
+    s.prefetch = i0 == 0;
+    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
+    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(panels, grain, KN(strip_range), &s);
+    else KN(strip_range)(&s, 0, panels, 0);
+  }
+}
+#undef KN
+#undef QK_CAT
+#undef QK_CAT2
