@@ -165,8 +165,12 @@ static long gemv_pf_bytes(void) {
 #ifndef QP_PF
 #define QP_PF 2048 /* bytes */
 #endif
-#ifndef QP_PF_ALL
-#define QP_PF_ALL 0
+/* Up to 16 rows, the three panels of a block come from three runs of the thread's panels (strip_range), as the GEMV
+ * reads them: paired alternating runs on bench qgemm's s1 set from DRAM, M = 8: f32 panels 49-56 -> 59-71 GB/s, bf16
+ * 44-48 -> 52-64; M = 16 +0-20% (noisy). One block of 16 rows x 1 panel instead (one stream per thread, read while
+ * computing): 22 GB/s at M = 16 against 35. QP_RUNS 0 keeps adjacent strips. */
+#ifndef QP_RUNS
+#define QP_RUNS 1
 #endif
 
 #define QK_SUF bf16

@@ -75,20 +75,21 @@ QK_T static void KN(gemv_range)(void *v, long q0, long q1, int tid) {
     float *yr = y + (i) * N;                                                                                       \
     if (acc) {                                                                                                     \
       add16(yr, valid, c0##i);                                                                                     \
-      if (NR > 1) add16(yr + PR, valid - PR, c1##i);                                                               \
-      if (NR > 2) add16(yr + 2 * PR, valid - 2 * PR, c2##i);                                                       \
+      if (NR > 1) add16(yr + yd, valid - yd, c1##i);                                                               \
+      if (NR > 2) add16(yr + 2 * yd, valid - 2 * yd, c2##i);                                                       \
     } else {                                                                                                       \
       store16(yr, bias, valid, c0##i);                                                                             \
-      if (NR > 1) store16(yr + PR, bias ? bias + PR : NULL, valid - PR, c1##i);                                    \
-      if (NR > 2) store16(yr + 2 * PR, bias ? bias + 2 * PR : NULL, valid - 2 * PR, c2##i);                        \
+      if (NR > 1) store16(yr + yd, bias ? bias + yd : NULL, valid - yd, c1##i);                                    \
+      if (NR > 2) store16(yr + 2 * yd, bias ? bias + 2 * yd : NULL, valid - 2 * yd, c2##i);                        \
     }                                                                                                              \
   }
-/* Y rows [0, MR) x columns [16 q, 16 q + 16 NR) of the block starting at x (row 0 of the block) and y, over steps
- * [0, kc) from x and p0 (K2: the row stride of x in steps, ps: the panel stride in bytes); acc: add to y (a later K
- * chunk; the bias came with the first). pf (or NULL): prefetch QP_PF bytes ahead in each of the block's panel
- * streams, one line per panel per step (the block that reads the chunk from DRAM; see strip_range). */
+/* Y rows [0, MR) x the columns of NR panels (16 each, yd columns apart: 16 for adjacent panels) of the block
+ * starting at x (row 0 of the block) and y, over steps [0, kc) from x and p0 (K2: the row stride of x in steps, ps:
+ * the distance in bytes between the block's panel streams); acc: add to y (a later K chunk; the bias came with the
+ * first). pf (or NULL): prefetch QP_PF bytes ahead in each of the block's panel streams, one line per panel per step
+ * (the block that reads the chunk from DRAM; see strip_range). */
 QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2, long kc, const char *p0, long ps,
-                          float *y, long N, const float *bias, long valid, int acc, const char *pf) {
+                          float *y, long N, const float *bias, long valid, long yd, int acc, const char *pf) {
   const char *p1 = p0 + (NR > 1 ? ps : 0), *p2 = p0 + (NR > 2 ? 2 * ps : 0);
   FOR_I(DECL)
   for (long p = 0; p < kc; p++) {
@@ -111,43 +112,54 @@ QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2
 #undef STORE
 #define MK_NR(MRV)                                                                                                 \
   case MRV:                                                                                                        \
-    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                           \
-    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                      \
-    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, ps, y, N, bias, valid, pa > 0, pf);                                   \
+    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                           \
+    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                      \
+    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                                   \
     break;
 
-/* Panels [q0, q1) in strips of NRP panels (48 columns; the last may be narrower); within a strip, equal chunks of K
- * (see KC below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8,
- * 12 -> 6 + 6): the chunk of the strip (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF
- * bytes ahead in each of its 3 panel streams (first slab only), and from L1/L2 by the others. The threads get equal
- * shares of panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9). */
-QK_T static void KN(strip_range)(void *v, long q0, long q1, int tid) {
-  (void)tid;
-  const pctx *c = v;
-  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 64;
+/* NR panels q, q + sd, q + 2 sd (sd = 1: a strip of adjacent panels) for all M rows: equal chunks of K (see KC
+ * below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8, 12 -> 6 +
+ * 6): the chunk (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF bytes ahead in each of
+ * its panel streams (first slab only), and from L1/L2 by the others. */
+QK_T static void KN(panels3)(const pctx *c, long q, int nr, long sd) {
+  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 64, pd = sd * ps, yd = sd * PR; /* pd, yd: stream, column distance */
   const int nb = (int)cdiv(M, MRP);
   /* K in equal chunks: one up to QP_K1 steps, else of at most QP_KC (S1's bf16 down projection, 2432 pairs:
    * 8 x 304; measured at batch 16 against 1024-pair chunks: ~280 -> ~320 GFLOP/s, the short-K products unchanged) */
   const long KC = K2 <= QP_K1 ? K2 : cdiv(K2, cdiv(K2, QP_KC));
-  for (long q = q0; q < q1; q += NRP) {
-    const long j0 = q * PR;
-    const int nr = (int)min_l(NRP, q1 - q);
-    const char *p0 = c->P + q * ps;
-    const float *bias = c->bias ? c->bias + j0 : NULL;
-    const long valid = N - j0;
-    for (long pa = 0; pa < K2; pa += KC) {
-      const long kc = min_l(KC, K2 - pa);
-      const char *pk = p0 + 64 * pa;
-      for (int b = 0, i0 = 0; b < nb; b++) {
-        const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
-        const uint32_t *x = c->X + i0 * K2 + pa;
-        float *y = c->Y + i0 * N + j0;
-        const char *pf = c->prefetch && (b == 0 || QP_PF_ALL) ? pk + QP_PF : NULL;
-        switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
-        i0 += mr;
-      }
+  const long j0 = q * PR;
+  const char *p0 = c->P + q * ps;
+  const float *bias = c->bias ? c->bias + j0 : NULL;
+  const long valid = N - j0;
+  for (long pa = 0; pa < K2; pa += KC) {
+    const long kc = min_l(KC, K2 - pa);
+    const char *pk = p0 + 64 * pa;
+    for (int b = 0, i0 = 0; b < nb; b++) {
+      const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
+      const uint32_t *x = c->X + i0 * K2 + pa;
+      float *y = c->Y + i0 * N + j0;
+      const char *pf = c->prefetch && b == 0 ? pk + QP_PF : NULL;
+      switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
+      i0 += mr;
     }
   }
+}
+
+/* Panels [q0, q1) of one thread, NRP at a time. Up to 16 rows (one pass over the weights per product: decode), as
+ * the GEMV reads them: the panels split into NRP equal runs, block i taking panel i of each run, so each of the
+ * three streams is one long sequential read and the in-stream prefetch runs on into the run's next panel (the 0-2
+ * panels left over as a strip); more rows (prefill), strips of adjacent panels. The threads get equal shares of
+ * panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9). */
+QK_T static void KN(strip_range)(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  long q = q0;
+  if (c->M <= 2 * MRP && QP_RUNS) {
+    const long L = (q1 - q0) / NRP;
+    for (long i = 0; i < L; i++) KN(panels3)(c, q0 + i, NRP, L);
+    q = q0 + NRP * L;
+  }
+  for (; q < q1; q += NRP) KN(panels3)(c, q, (int)min_l(NRP, q1 - q), 1);
 }
 #undef MK_NR
 
