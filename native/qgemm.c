@@ -644,6 +644,7 @@ int r1_qgemm(int fmt, long M, long N, long K, const float *X, const void *W, con
   if (M <= 0 || N <= 0) return 1;
   if (fmt == R1_QW_BF16P) return r1_qpanel_gemm(M, N, K, X, (const uint16_t *)W, bias, Y);
   if (fmt == R1_QW_F32P) return r1_qpanel_f32_gemm(M, N, K, X, (const float *)W, bias, Y);
+  if (fmt == R1_QW_E4M3P) return r1_qpanel8_gemm(M, N, K, X, (const uint8_t *)W, S, bias, Y);
   if (fmt == R1_QW_F32 && (M < 2 || M > QG_SMALL_M)) {
     /* f32 outside the small-M tile path: the GEMV and the packed GEMM of gemm.c serve it directly. */
     r1_sgemm_big(M, N, K, X, (const float *)W, Y);
@@ -777,6 +778,10 @@ void r1_qdequant(int fmt, long N, long K, const void *W, const float *S, long r0
     r1_qpanel_f32_dequant(N, K, (const float *)W, r0, r1, dst);
     return;
   }
+  if (fmt == R1_QW_E4M3P) {
+    r1_qpanel8_dequant(N, K, (const uint8_t *)W, S, r0, r1, dst);
+    return;
+  }
   qctx g;
   qctx_init(&g, fmt, 0, N, K, NULL, W, S, NULL, NULL);
   dequant_rows(&g, r0, r1, dst);
@@ -803,18 +808,20 @@ static int arg_weights(call_t *C, napi_value wv, napi_value sv, napi_value lv, l
   if (!mul2(C, N, K, &nk) || !arg_long(C, lv, &layout, "layout", 0, 1)) return -1;
   int fmt;
   if (w->type == napi_uint16_array) fmt = layout ? R1_QW_BF16P : R1_QW_BF16;
-  else if (w->type == napi_uint8_array && !layout) fmt = R1_QW_E4M3;
+  else if (w->type == napi_uint8_array) fmt = layout ? R1_QW_E4M3P : R1_QW_E4M3;
   else if (w->type == napi_float32_array && layout) fmt = R1_QW_F32P;
-  else return fail(C, 0, layout ? "panel layout (1) needs bf16 weights in a Uint16Array or f32 weights in a Float32Array" : "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes); f32 weights come in panels (layout 1) only"), -1;
-  if (fmt == R1_QW_BF16P || fmt == R1_QW_F32P) {
-    if (!mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, fmt == R1_QW_F32P ? K : K + (K & 1), &nk)) return -1;
+  else return fail(C, 0, layout ? "panel layout (1) needs bf16 weights in a Uint16Array, E4M3 codes in a Uint8Array or f32 weights in a Float32Array" : "w must be a Uint16Array (bf16) or Uint8Array (E4M3 codes); f32 weights come in panels (layout 1) only"), -1;
+  if (fmt == R1_QW_BF16P || fmt == R1_QW_F32P || fmt == R1_QW_E4M3P) {
+    /* rows padded to 16; K as it is (f32), to even (bf16), to a multiple of 4 (E4M3) */
+    const long kp = fmt == R1_QW_F32P ? K : fmt == R1_QW_BF16P ? K + (K & 1) : cdiv(K, 4) * 4;
+    if (!mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, kp, &nk)) return -1;
     if (w->len != nk)
       return fail(C, 2, "w has %ld values; [%ld, %ld] in 16-row panels needs %ld", w->len, N, K, nk), -1;
   }
   if (!need(C, w, 0, nk, "w")) return -1;
   s->data = NULL;
   s->len = 0;
-  if (fmt == R1_QW_E4M3) {
+  if (fmt == R1_QW_E4M3 || fmt == R1_QW_E4M3P) {
     if (is_nullish(C->env, sv)) return fail(C, 0, "scaleInv is required for E4M3 weights"), -1;
     if (!arg_typed(C, sv, s, "scaleInv", napi_float32_array)) return -1;
     long ns;
@@ -865,42 +872,51 @@ napi_value r1_napi_qdequant(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* qpanelPack(dst: Uint16Array | Float32Array, w: Float32Array, N, K): dst = the 16-row panel layout of w [N, K],
- * in bf16 (a Uint16Array dst) or f32 (a Float32Array dst) */
+/* qpanelPack(dst: Uint16Array | Float32Array | Uint8Array, w: Float32Array | Uint8Array, N, K): dst = the 16-row
+ * panel layout of w [N, K]: f32 values rounded to bf16 (a Uint16Array dst) or kept (a Float32Array dst), or E4M3
+ * codes reordered (a Uint8Array dst and w) */
 napi_value r1_napi_qpanel_pack(napi_env env, napi_callback_info info) {
   QBEGIN("qpanelPack", 4);
   arr_t d, w;
   long N = 0, K = 0, nk, len;
-  if (!arg_arr(C, argv[0], &d, "dst") || !arg_typed(C, argv[1], &w, "w", napi_float32_array) ||
-      !arg_long(C, argv[2], &N, "N", 0, MAX_SIZE) || !arg_long(C, argv[3], &K, "K", 0, MAX_SIZE))
+  if (!arg_arr(C, argv[0], &d, "dst") || !arg_long(C, argv[2], &N, "N", 0, MAX_SIZE) ||
+      !arg_long(C, argv[3], &K, "K", 0, MAX_SIZE))
     return NULL;
-  const int f32 = d.type == napi_float32_array;
-  if (!f32 && d.type != napi_uint16_array) {
-    fail(C, 0, "dst must be a Uint16Array (bf16 panels) or a Float32Array (f32 panels)");
+  const int f32 = d.type == napi_float32_array, e4m3 = d.type == napi_uint8_array;
+  if (!f32 && !e4m3 && d.type != napi_uint16_array) {
+    fail(C, 0, "dst must be a Uint16Array (bf16 panels), a Float32Array (f32 panels) or a Uint8Array (E4M3 panels)");
     return NULL;
   }
-  if (!mul2(C, N, K, &nk) || !mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, f32 ? K : K + (K & 1), &len)) return NULL;
+  if (!arg_typed(C, argv[1], &w, "w", e4m3 ? napi_uint8_array : napi_float32_array)) return NULL;
+  const long kp = f32 ? K : e4m3 ? cdiv(K, 4) * 4 : K + (K & 1);
+  if (!mul2(C, N, K, &nk) || !mul2(C, cdiv(N, R1_QP_ROWS) * R1_QP_ROWS, kp, &len)) return NULL;
   if (!need(C, &w, 0, nk, "w")) return NULL;
   if (d.len != len) {
     fail(C, 0, "dst has %ld values; [%ld, %ld] in 16-row panels needs %ld", d.len, N, K, len);
     return NULL;
   }
   if (f32) r1_qpanel_f32_pack(w.data, N, K, (float *)d.data);
+  else if (e4m3) r1_qpanel8_pack((const uint8_t *)w.data, N, K, (uint8_t *)d.data);
   else r1_qpanel_pack(w.data, N, K, (uint16_t *)d.data);
   return NULL;
 }
 
-/* qpanelPreferred(f32?: boolean): true when bf16 weights (f32 weights, with a true argument) should be packed in
- * panels: the AVX512_BF16 (AVX-512) panel kernels run here */
+/* qpanelPreferred(format?: 'bf16' | 'f32' | 'fp8'): true when weights of that format (default bf16) should be
+ * packed in panels: their panel kernels run here (bf16: AVX512_BF16; f32: AVX-512; fp8: AVX512_BF16 + VBMI) */
 napi_value r1_napi_qpanel_preferred(napi_env env, napi_callback_info info) {
   napi_value argv[1], v;
   size_t argc = 1;
-  bool f32 = false;
+  char f[8] = "bf16";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc >= 1 && !is_nullish(env, argv[0]) && napi_get_value_bool(env, argv[0], &f32) != napi_ok) {
-    napi_throw_type_error(env, NULL, "qpanelPreferred: the argument must be a boolean (true: f32 panels)");
-    return NULL;
+  if (argc >= 1 && !is_nullish(env, argv[0])) {
+    size_t n = 0;
+    if (napi_get_value_string_utf8(env, argv[0], f, sizeof f, &n) != napi_ok ||
+        (strcmp(f, "bf16") != 0 && strcmp(f, "f32") != 0 && strcmp(f, "fp8") != 0)) {
+      napi_throw_type_error(env, NULL, "qpanelPreferred: the format must be 'bf16', 'f32' or 'fp8'");
+      return NULL;
+    }
   }
-  napi_get_boolean(env, (f32 ? r1_qpanel_f32_preferred() : r1_qpanel_preferred()) != 0, &v);
+  const int ok = strcmp(f, "f32") == 0 ? r1_qpanel_f32_preferred() : strcmp(f, "fp8") == 0 ? r1_qpanel8_preferred() : r1_qpanel_preferred();
+  napi_get_boolean(env, ok != 0, &v);
   return v;
 }

@@ -13,7 +13,7 @@
  * (a decode step of a batch against [out, in] weights): streaming each W row once for all rows of X beats
  * the packed GEMM, whose B-panel packing costs as much as the arithmetic at such small M. */
 enum { R1_QW_BF16 = 0, R1_QW_E4M3 = 1, R1_QW_F32 = 2, R1_QW_BF16P = 3 /* bf16 in 16-row panels (qpanel.h) */,
-       R1_QW_F32P = 4 /* f32 in 16-row panels (qpanel.h) */ };
+       R1_QW_F32P = 4 /* f32 in 16-row panels (qpanel.h) */, R1_QW_E4M3P = 5 /* E4M3 in 16-row panels (qpanel.h) */ };
 /* Largest M the fused small-M path serves. */
 #define R1_QW_SMALL_M 16
 #define R1_QW_BLOCK 128

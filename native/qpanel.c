@@ -34,6 +34,9 @@
 #include "gemm.h"
 #include "qsmall.h"
 #include "threads.h"
+#include "e4m3_bf16.h"
+#include "fp8.h"
+#include "qgemm.h"
 
 #define PR R1_QP_ROWS /* rows per panel */
 #define MRP 8         /* X rows per register block */
@@ -187,6 +190,147 @@ static long gemv_pf_bytes(void) {
 #undef QK_SUF
 #undef QK_T
 #undef QK_MADD
+
+/* ---- fp8 (E4M3) panels: the codes decoded to bf16 by table (e4m3_bf16.h), then the bf16 kernels' arithmetic ---- */
+#define T5V R1_T5V
+/* 64 codes of a group -> the bf16 pairs (value * 2^-8) of its two steps, each in panel-row order (see the layout) */
+T5V AI void decode_group(const char *g, const __m512i *t, __m512i *s0, __m512i *s1) {
+  __m512i lo, hi;
+  e4m3_bf16_bytes(_mm512_loadu_si512((const void *)g), t, &lo, &hi);
+  *s0 = _mm512_unpacklo_epi8(lo, hi);
+  *s1 = _mm512_unpackhi_epi8(lo, hi);
+}
+typedef struct {
+  pctx b;          /* b.K2: steps (K4 / 2), b.P: the codes */
+  const float *S;  /* scale_inv [ceil(N / 128), sk] */
+  long sk;
+} p8ctx;
+#define SB (R1_QW_BLOCK / 2) /* steps per 128-wide scale block */
+
+/* M = 1: as gemv_panels_n, each 64-byte group of codes decoded in registers; the sums of each 128-wide block are
+ * multiplied by 2^8 * scale_inv into the totals. */
+T5V AI void gemv8_panels_n(const p8ctx *c, long q, long d, const int n, long pfd) {
+  const long K2 = c->b.K2, ps = K2 * 32, ds = d * ps, G = K2 / 2;
+  const uint32_t *x = c->b.X;
+  const char *p0 = c->b.P + q * ps;
+  __m512i t[4];
+  e4m3_bf16_tabs(t);
+  const float *sr[GP];
+  __m512 tot[GP];
+  for (int v = 0; v < GP; v++) {
+    tot[v] = _mm512_setzero_ps();
+    sr[v] = c->S + ((q + (v < n ? v : 0) * d) * PR / R1_QW_BLOCK) * c->sk;
+  }
+  for (long g0 = 0; g0 < G; g0 += SB / 2) {
+    const long g1 = min_l(G, g0 + SB / 2);
+    __m512 a[GP], b[GP];
+    for (int v = 0; v < GP; v++) a[v] = b[v] = _mm512_setzero_ps();
+    for (long g = g0; g < g1; g++) {
+      if (pfd)
+        for (int v = 0; v < n; v++) _mm_prefetch(p0 + v * ds + 64 * g + pfd, _MM_HINT_T0);
+      const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[2 * g]), x1 = (__m512bh)_mm512_set1_epi32((int)x[2 * g + 1]);
+      for (int v = 0; v < n; v++) {
+        __m512i w0, w1;
+        decode_group(p0 + v * ds + 64 * g, t, &w0, &w1);
+        a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)w0);
+        b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)w1);
+      }
+    }
+    for (int v = 0; v < n; v++) tot[v] = _mm512_fmadd_ps(_mm512_add_ps(a[v], b[v]), _mm512_set1_ps(sr[v][g0 / (SB / 2)] * 256.0f), tot[v]);
+  }
+  for (int v = 0; v < n; v++) {
+    const long j0 = (q + v * d) * PR;
+    store16(c->b.Y + j0, c->b.bias ? c->b.bias + j0 : NULL, c->b.N - j0, tot[v]);
+  }
+}
+T5V static void gemv8_range(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const p8ctx *c = v;
+  const long pfd = c->b.prefetch, L = (q1 - q0) / GP;
+  for (long i = 0; i < L; i++) gemv8_panels_n(c, q0 + i, L, GP, pfd);
+  long q = q0 + GP * L;
+  switch (q1 - q) {
+    case 3: gemv8_panels_n(c, q, 1, 3, pfd); break;
+    case 2: gemv8_panels_n(c, q, 1, 2, pfd); break;
+    case 1: gemv8_panels_n(c, q, 1, 1, pfd); break;
+    default: break;
+  }
+}
+
+/* M >= 2: the NR panels q, q + sd, q + 2 sd one scale block (64 steps) at a time: the block's codes decoded once into
+ * an L1 buffer in the bf16 panel layout (the first slab prefetching QP_PF bytes ahead in each code stream), then the
+ * bf16 kernel over the buffer for every row block, its sums times 2^8 * scale_inv. */
+#define MK8(MRV)                                                                                                   \
+  case MRV:                                                                                                        \
+    if (nr == 3) mk_panel_bf16(MRV, 3, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc); \
+    else if (nr == 2) mk_panel_bf16(MRV, 2, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc); \
+    else mk_panel_bf16(MRV, 1, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc);  \
+    break;
+T5V static void panels3_e4m3(const p8ctx *c, long q, int nr, long sd) {
+  const long M = c->b.M, N = c->b.N, K2 = c->b.K2, ps = K2 * 32, yd = sd * PR;
+  const int nb = (int)cdiv(M, MRP);
+  __m512i buf[NRP * SB] __attribute__((aligned(64))); /* 3 panels x 64 steps of bf16 pairs: 12 KB */
+  __m512i t[4];
+  e4m3_bf16_tabs(t);
+  const long j0 = q * PR;
+  const float *bias = c->b.bias ? c->b.bias + j0 : NULL;
+  const long valid = N - j0;
+  const float *sr[NRP];
+  for (int v = 0; v < NRP; v++) sr[v] = c->S + ((q + (v < nr ? v : 0) * sd) * PR / R1_QW_BLOCK) * c->sk;
+  for (long kb = 0; kb * SB < K2; kb++) {
+    const long pa = kb * SB, kc = min_l(SB, K2 - pa);
+    float sc[NRP];
+    for (int v = 0; v < nr; v++) {
+      sc[v] = sr[v][kb] * 256.0f;
+      const char *src = c->b.P + (q + v * sd) * ps + 32 * pa;
+      for (long g = 0; g < kc / 2; g++) {
+        if (c->b.prefetch) _mm_prefetch(src + 64 * g + QP_PF, _MM_HINT_T0);
+        decode_group(src + 64 * g, t, &buf[v * SB + 2 * g], &buf[v * SB + 2 * g + 1]);
+      }
+    }
+    for (int b = 0, i0 = 0; b < nb; b++) {
+      const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
+      const uint32_t *x = c->b.X + i0 * K2 + pa;
+      float *y = c->b.Y + i0 * N + j0;
+      switch (mr) { MK8(1) MK8(2) MK8(3) MK8(4) MK8(5) MK8(6) MK8(7) default: MK8(8) }
+      i0 += mr;
+    }
+  }
+}
+#undef MK8
+T5V static void strip8_range(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const p8ctx *c = v;
+  long q = q0;
+  if (c->b.M <= 2 * MRP && QP_RUNS) {
+    const long L = (q1 - q0) / NRP;
+    for (long i = 0; i < L; i++) panels3_e4m3(c, q0 + i, NRP, L);
+    q = q0 + NRP * L;
+  }
+  for (; q < q1; q += NRP) panels3_e4m3(c, q, (int)min_l(NRP, q1 - q), 1);
+}
+static void run_fast_e4m3(long M, long N, long K2, const uint32_t *X, const uint8_t *P, const float *S, long sk,
+                          const float *bias, float *Y) {
+  p8ctx c = {{M, N, K2, X, (const char *)P, bias, Y, 0}, S, sk};
+  const long panels = cdiv(N, PR);
+  if (M == 1) {
+    c.b.prefetch = gemv_pf_bytes();
+    const long grain = max_l(GP, 65536 / (PR * 2 * K2));
+    if (N * K2 * 2 >= 65536) r1_parallel_for(panels, grain, gemv8_range, &c);
+    else gemv8_range(&c, 0, panels, 0);
+    return;
+  }
+  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
+    p8ctx s = c;
+    s.b.M = min_l(QP_SLAB, M - i0);
+    s.b.X = X + i0 * K2;
+    s.b.Y = Y + i0 * N;
+    s.b.prefetch = i0 == 0;
+    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.b.M));
+    if (N * K2 * 2 * s.b.M >= 65536) r1_parallel_for(panels, grain, strip8_range, &s);
+    else strip8_range(&s, 0, panels, 0);
+  }
+}
 #else
 static void run_fast_bf16(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
   (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
@@ -195,6 +339,11 @@ static void run_fast_bf16(long M, long N, long K2, const uint32_t *X, const char
 static void run_fast_f32(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
   (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
   abort(); /* unreachable: r1_qpanel_f32_native() is 0 off x86 */
+}
+static void run_fast_e4m3(long M, long N, long K2, const uint32_t *X, const uint8_t *P, const float *S, long sk,
+                          const float *bias, float *Y) {
+  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)S; (void)sk; (void)bias; (void)Y;
+  abort(); /* unreachable: r1_qpanel8_native() is 0 off x86 */
 }
 #endif
 
@@ -318,6 +467,111 @@ int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, c
     const long nb = min_l(rows, N - n0);
     r1_qpanel_f32_dequant(N, K, P, n0, n0 + nb, wf_buf);
     r1_sgemm(0, 1, M, nb, K, 1.0f, X, K, wf_buf, K, 0.0f, Y + n0, N);
+  }
+  if (bias)
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+  return 1;
+}
+
+/* ---------------- fp8 (E4M3) panels ---------------- */
+/* Layout: panels of 16 rows; K in pairs (steps) as for bf16, K padded with zero codes to a multiple of 4 (K4) so the
+ * steps come in groups of two: 64 bytes per group, stored in the order that the in-lane byte unpacks of the decoded
+ * low and high bytes (decode_group) turn into the two steps' bf16 panel rows: byte 16 l + 8 s + i of group g holds
+ * the code of step 2 g + s, word w = 8 l + i, i.e. row 16 q + w / 2, K index 2 (2 g + s) + w % 2. */
+static long k4(long K) { return cdiv(K, 4) * 4; }
+long r1_qpanel8_len(long N, long K) { return cdiv(N, PR) * PR * k4(K); }
+
+int r1_qpanel8_native(void) {
+  static int ok = -1; /* R1_QSMALL_NO_VBMI (testing: a CPU without AVX512_VBMI) turns it off, as for qsmall.c */
+  if (ok < 0) ok = r1_isa() >= R1_ISA_AVX512BF16 && r1_cpu_vbmi() && !getenv("R1_QSMALL_NO_VBMI");
+  return ok;
+}
+int r1_qpanel8_preferred(void) {
+  static int off = -1;
+  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL;
+  return !off && r1_qpanel8_native();
+}
+
+/* Offset of W[n, k] in the layout (ps: panel bytes) */
+static inline long p8_off(long n, long k, long ps) {
+  const long p = k >> 1, g = p >> 1, s = p & 1, w = 2 * (n % PR) + (k & 1);
+  return (n / PR) * ps + 64 * g + 16 * (w >> 3) + 8 * s + (w & 7);
+}
+
+typedef struct {
+  const uint8_t *codes;
+  long N, K;
+  uint8_t *dst;
+} pack8_ctx;
+static void pack8_range(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pack8_ctx *c = v;
+  const long K = c->K, ps = PR * k4(K);
+  memset(c->dst + q0 * ps, 0, (size_t)((q1 - q0) * ps));
+  for (long n = q0 * PR; n < min_l(q1 * PR, c->N); n++)
+    for (long k = 0; k < K; k++) c->dst[p8_off(n, k, ps)] = c->codes[n * K + k];
+}
+void r1_qpanel8_pack(const uint8_t *codes, long N, long K, uint8_t *dst) {
+  if (N <= 0 || K <= 0) return;
+  pack8_ctx c = {codes, N, K, dst};
+  r1_parallel_for(cdiv(N, PR), 1, pack8_range, &c);
+}
+
+void r1_qpanel8_dequant(long N, long K, const uint8_t *P, const float *S, long r0, long r1, float *dst) {
+  const long ps = PR * k4(K), sk = cdiv(K, R1_QW_BLOCK);
+  uint8_t row[R1_QW_BLOCK];
+  for (long n = max_l(r0, 0); n < min_l(r1, N); n++) {
+    float *o = dst + (n - r0) * K;
+    for (long kb = 0; kb < K; kb += R1_QW_BLOCK) {
+      const long kn = min_l(R1_QW_BLOCK, K - kb);
+      for (long k = 0; k < kn; k++) row[k] = P[p8_off(n, kb + k, ps)];
+      r1_fp8_decode(o + kb, row, kn, R1_FP8_E4M3);
+      const float s = S[(n / R1_QW_BLOCK) * sk + kb / R1_QW_BLOCK];
+      for (long k = 0; k < kn; k++) o[kb + k] *= s;
+    }
+  }
+}
+
+static _Thread_local uint16_t *x8_buf;
+static _Thread_local size_t x8_cap;
+
+int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, const float *S, const float *bias, float *Y) {
+  if (M <= 0 || N <= 0) return 1;
+  if (K <= 0) {
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] = bias ? bias[j] : 0.0f;
+    return 1;
+  }
+  const long K4 = k4(K), sk = cdiv(K, R1_QW_BLOCK);
+  if (r1_qpanel8_native()) {
+    /* X rounded to bf16, rows zero-padded to K4 (the pad meets W's zero codes) */
+    if (!grow((void **)&x8_buf, &x8_cap, (size_t)M * (size_t)K4, sizeof(uint16_t))) return 0;
+    for (long i = 0; i < M; i++) {
+      r1_round_bf16(X + i * K, x8_buf + i * K4, K);
+      for (long k = K; k < K4; k++) x8_buf[i * K4 + k] = 0;
+    }
+    run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, P, S, sk, bias, Y);
+    return 1;
+  }
+  /* Portable: X rounded to bf16 values (f32), W dequantized a block of rows at a time, the f32 GEMM. */
+  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
+  if (!grow((void **)&xf_buf, &xf_cap, (size_t)M * (size_t)K, sizeof(float)) ||
+      !grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float)))
+    return 0;
+  uint16_t h[256];
+  for (long i = 0; i < M * K; i += 256) {
+    const long n = min_l(256, M * K - i);
+    r1_round_bf16(X + i, h, n);
+    for (long t = 0; t < n; t++) {
+      const uint32_t u = (uint32_t)h[t] << 16;
+      memcpy(xf_buf + i + t, &u, 4);
+    }
+  }
+  for (long n0 = 0; n0 < N; n0 += rows) {
+    const long nb = min_l(rows, N - n0);
+    r1_qpanel8_dequant(N, K, P, S, n0, n0 + nb, wf_buf);
+    r1_sgemm(0, 1, M, nb, K, 1.0f, xf_buf, K, wf_buf, K, 0.0f, Y + n0, N);
   }
   if (bias)
     for (long i = 0; i < M; i++)

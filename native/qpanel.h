@@ -30,4 +30,17 @@ void r1_qpanel_f32_pack(const float *w, long N, long K, float *dst);
 void r1_qpanel_f32_dequant(long N, long K, const float *P, long r0, long r1, float *dst);
 /* Y[M, N] = X[M, K] . W^T (+ bias); returns 0 (Y untouched) when out of memory, else 1. */
 int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, const float *bias, float *Y);
+
+/* FP8 E4M3 codes in 16-row panels (K pairs as for bf16, two pairs per 64-byte group in the order of qpanel.c's
+ * decode), with the 128 x 128 block scales S [ceil(N / 128), ceil(K / 128)] as for row-major fp8. The product decodes
+ * to bf16 by table (AVX512_BF16 + AVX512_VBMI) and multiplies with vdpbf16ps; X is rounded to bf16 as on every packed
+ * path. */
+/* Bytes of the layout: ceil(N / 16) * 16 rows x K rounded up to a multiple of 4. */
+long r1_qpanel8_len(long N, long K);
+int r1_qpanel8_native(void);
+int r1_qpanel8_preferred(void);
+/* dst[r1_qpanel8_len(N, K)] = the panel layout of the row-major codes [N, K] */
+void r1_qpanel8_pack(const uint8_t *codes, long N, long K, uint8_t *dst);
+void r1_qpanel8_dequant(long N, long K, const uint8_t *P, const float *S, long r0, long r1, float *dst);
+int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, const float *S, const float *bias, float *Y);
 #endif

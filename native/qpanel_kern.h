@@ -73,6 +73,11 @@ QK_T static void KN(gemv_range)(void *v, long q0, long q1, int tid) {
 #define STORE(i)                                                                                                   \
   if (MR > i) {                                                                                                    \
     float *yr = y + (i) * N;                                                                                       \
+    if (sc) {                                                                                                      \
+      c0##i = _mm512_mul_ps(c0##i, s0);                                                                            \
+      if (NR > 1) c1##i = _mm512_mul_ps(c1##i, s1);                                                                \
+      if (NR > 2) c2##i = _mm512_mul_ps(c2##i, s2);                                                                \
+    }                                                                                                              \
     if (acc) {                                                                                                     \
       add16(yr, valid, c0##i);                                                                                     \
       if (NR > 1) add16(yr + yd, valid - yd, c1##i);                                                               \
@@ -87,9 +92,11 @@ QK_T static void KN(gemv_range)(void *v, long q0, long q1, int tid) {
  * starting at x (row 0 of the block) and y, over steps [0, kc) from x and p0 (K2: the row stride of x in steps, ps:
  * the distance in bytes between the block's panel streams); acc: add to y (a later K chunk; the bias came with the
  * first). pf (or NULL): prefetch QP_PF bytes ahead in each of the block's panel streams, one line per panel per step
- * (the block that reads the chunk from DRAM; see strip_range). */
+ * (the block that reads the chunk from DRAM; see strip_range). sc (or NULL): the panels' factors, applied to the sums
+ * of this chunk before they are stored or added (fp8 block scales). */
 QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2, long kc, const char *p0, long ps,
-                          float *y, long N, const float *bias, long valid, long yd, int acc, const char *pf) {
+                          float *y, long N, const float *bias, long valid, long yd, int acc, const char *pf,
+                          const float *sc) {
   const char *p1 = p0 + (NR > 1 ? ps : 0), *p2 = p0 + (NR > 2 ? 2 * ps : 0);
   FOR_I(DECL)
   for (long p = 0; p < kc; p++) {
@@ -104,6 +111,9 @@ QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2
     const __m512i w2 = NR > 2 ? _mm512_loadu_si512((const void *)(p2 + 64 * p)) : w0;
     FOR_I(STEP)
   }
+  const __m512 s0 = _mm512_set1_ps(sc ? sc[0] : 1.0f), s1 = _mm512_set1_ps(sc && NR > 1 ? sc[1] : 1.0f),
+               s2 = _mm512_set1_ps(sc && NR > 2 ? sc[2] : 1.0f);
+  (void)s1; (void)s2;
   FOR_I(STORE)
 }
 #undef FOR_I
@@ -112,9 +122,9 @@ QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2
 #undef STORE
 #define MK_NR(MRV)                                                                                                 \
   case MRV:                                                                                                        \
-    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                           \
-    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                      \
-    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf);                                   \
+    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                           \
+    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                      \
+    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                                   \
     break;
 
 /* NR panels q, q + sd, q + 2 sd (sd = 1: a strip of adjacent panels) for all M rows: equal chunks of K (see KC

@@ -30,6 +30,7 @@
 
 #include "cpu.h"
 #include "qgemm.h"
+#include "e4m3_bf16.h"
 
 #define QR 4  /* W rows per group */
 #define MRX 6 /* X rows per register block */
@@ -42,6 +43,18 @@
 #endif
 
 static inline long min_l(long a, long b) { return a < b ? a : b; }
+
+uint8_t r1_e4m3_bf16_tables[256] __attribute__((aligned(64))); /* e4m3_bf16.h */
+__attribute__((constructor)) static void e4m3_bf16_tables(void) {
+  for (int c = 0; c < 128; c++) {
+    const int e = (c >> 3) & 15, m = c & 7;
+    const float v = e == 0 ? ldexpf((float)m, -9 - 8) : ldexpf((float)(8 + m), e - 10 - 8); /* value * 2^-8 */
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    r1_e4m3_bf16_tables[c] = (uint8_t)(u >> 16);
+    r1_e4m3_bf16_tables[128 + c] = (uint8_t)(u >> 24);
+  }
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -235,22 +248,10 @@ T5 static void decode_bf16_block(const uint8_t *w, long kc, uint16_t *dst, const
   }
 }
 
-/* E4M3 -> bf16 by table (AVX512_VBMI): vpermi2b looks up 64 codes at a time in a 128-entry byte table (the code's
- * low 7 bits; the sign is OR-ed into the high byte after), once for the low and once for the high byte of the bf16
- * of value * 2^-8 (the same scaling as the fp16 route, exact in bf16), and two more byte permutes interleave them
- * into words in order: ~7 operations per 64 weights instead of ~24. */
-static uint8_t e4m3_bf16_lo[128] __attribute__((aligned(64))), e4m3_bf16_hi[128] __attribute__((aligned(64)));
+/* E4M3 -> bf16 by table (AVX512_VBMI; the tables and helpers in e4m3_bf16.h): ~7 operations per 64 weights
+ * instead of ~24. Two more byte permutes (vbmi_idx) interleave the low and high bytes into words in order. */
 static uint8_t vbmi_idx[2][64] __attribute__((aligned(64)));
-__attribute__((constructor)) static void e4m3_bf16_tables(void) {
-  for (int c = 0; c < 128; c++) {
-    const int e = (c >> 3) & 15, m = c & 7;
-    /* value * 2^-8; code 0x7f (NaN) never reaches the kernels (packers reject it) */
-    const float v = e == 0 ? ldexpf((float)m, -9 - 8) : ldexpf((float)(8 + m), e - 10 - 8);
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    e4m3_bf16_lo[c] = (uint8_t)(u >> 16);
-    e4m3_bf16_hi[c] = (uint8_t)(u >> 24);
-  }
+__attribute__((constructor)) static void vbmi_index_tables(void) {
   for (int h = 0; h < 2; h++)
     for (int t = 0; t < 32; t++) {
       vbmi_idx[h][2 * t] = (uint8_t)(32 * h + t);          /* low byte of word 32 h + t: lo[32 h + t] */
@@ -258,15 +259,6 @@ __attribute__((constructor)) static void e4m3_bf16_tables(void) {
     }
 }
 #define T5V __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma,f16c")))
-/* The low and high bytes of the bf16 of 64 codes c (tables in t[0..3]: lo, lo + 64, hi, hi + 64), sign OR-ed in. */
-T5V static inline __attribute__((always_inline)) void e4m3_bf16_bytes(__m512i c, const __m512i *t, __m512i *lo, __m512i *hi) {
-  *lo = _mm512_permutex2var_epi8(t[0], c, t[1]);
-  *hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(t[2], c, t[3]), c, _mm512_set1_epi8((char)0x80), 0xF8); /* hi | (c & 0x80) */
-}
-T5V static inline __attribute__((always_inline)) void e4m3_bf16_tabs(__m512i *t) {
-  t[0] = _mm512_load_si512((const void *)e4m3_bf16_lo); t[1] = _mm512_load_si512((const void *)(e4m3_bf16_lo + 64));
-  t[2] = _mm512_load_si512((const void *)e4m3_bf16_hi); t[3] = _mm512_load_si512((const void *)(e4m3_bf16_hi + 64));
-}
 T5V static void decode_bf16_block_vbmi(const uint8_t *w, long kc, uint16_t *dst, const uint8_t *pf) {
   __m512i t[4];
   e4m3_bf16_tabs(t);

@@ -10,7 +10,7 @@ import { FormatError } from '../errors.js';
 import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, fp8Scales, SCALE_INV_SUFFIX, type SavedFolder } from '../io/hf-folder.js';
 import type { TensorSource } from '../io/safetensors.js';
 import {
-  packableLinears, packsWeights, packMatrix, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
+  packableLinears, packsWeights, packMatrix, fp8Packed, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
 } from '../nn/packed-weights.js';
 import { packedBytes, type PackedMatrix } from '../quant/qgemm.js';
 import type { WriteTensor } from '../io/safetensors.js';
@@ -73,7 +73,7 @@ function readFp8Packed(src: TensorSource, name: string): PackedMatrix {
   const { rows, cols, scales } = fp8Scales(src, name, [128, 128]);
   const data = src.readBytes(name);
   checkNoNaNCodes(data, `${src.info(name).file}: tensor '${name}'`);
-  return { format: 'fp8', rows, cols, data, scaleInv: scales };
+  return fp8Packed(data, scales, rows, cols); // panels where the fp8 panel kernels run
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {

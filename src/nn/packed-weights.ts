@@ -29,7 +29,7 @@ import { loadNative } from '../tensor/backends/native.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
 import { quantizeWeight } from '../quant/blockwise.js';
 import { DTypeError, FormatError, ShapeError, UsageError } from '../errors.js';
-import { checkPacked, f32PanelsFromRows, packedBytes, packedLength, panelsFromRows, panelsPreferred, qgemm, qgemmNative, type PackedFormat, type PackedLayout, type PackedMatrix } from '../quant/qgemm.js';
+import { checkPacked, f32PanelsFromRows, fp8PanelsFromRows, packedBytes, packedLength, panelsFromRows, panelsPreferred, qgemm, qgemmNative, type PackedFormat, type PackedLayout, type PackedMatrix } from '../quant/qgemm.js';
 
 export type WeightFormat = PackedFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'bf16', 'fp8'];
@@ -76,12 +76,25 @@ export function packMatrix(w: Float32Array, rows: number, cols: number, format: 
     }
     return { format, rows, cols, data: f32PanelsFromRows(w, rows, cols), scaleInv: null, layout: 'panels' };
   }
-  if (layout !== undefined && layout !== 'rows') throw new FormatError(`${where}: fp8 weights come in the 'rows' layout only, got '${layout}'`);
   if (format === 'fp8') {
     const q = quantizeWeight(w, rows, cols); // 128 x 128 blocks, e4m3, scaleInv = amax / 448
-    return { format, rows, cols, data: q.codes, scaleInv: q.scaleInv };
+    return fp8Packed(q.codes, q.scaleInv, rows, cols, layout);
   }
   throw new FormatError(`${where}: unknown packed format '${String(format)}' (bf16, fp8, f32)`);
+}
+
+/** fp8 codes [rows, cols] (row-major) and their block scales as a packed matrix: in the 'panels' layout where the
+ * native fp8 panel kernels run (or when `layout` asks for it), else 'rows'. */
+export function fp8Packed(codes: Uint8Array, scaleInv: Float32Array, rows: number, cols: number, layout?: PackedLayout): PackedMatrix {
+  const lay = layout ?? (panelsPreferred('fp8') ? 'panels' : 'rows');
+  if (lay !== 'panels') return { format: 'fp8', rows, cols, data: codes, scaleInv };
+  const q = qgemmNative();
+  let data: Uint8Array;
+  if (q) {
+    data = new Uint8Array(packedLength(rows, cols, 'panels', 'fp8'));
+    if (rows * cols > 0) q.qpanelPack(data, codes, rows, cols);
+  } else data = fp8PanelsFromRows(codes, rows, cols);
+  return { format: 'fp8', rows, cols, data, scaleInv, layout: 'panels' };
 }
 
 /** E4M3fn's NaN codes (0x7f, 0xff): the kernels' SIMD decode does not reproduce NaN, so packed fp8 refuses them. */

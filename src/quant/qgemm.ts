@@ -13,7 +13,9 @@
  * rows in which the two weights of each K pair (2p, 2p+1) of the 16 rows sit together, P[((q K2 + p) 16 + c) 2 + h]
  * = W[16 q + c, 2 p + h] (K2 = ceil(K / 2), zero past N and past an odd K), so the AVX512_BF16 pair dot product
  * multiplies a broadcast activation pair by a panel row directly. packMatrix chooses 'panels' where those kernels run.
- * f32 panels hold one K index per panel row: P[(q K + k) 16 + c] = W[16 q + c, k] (zero past N).
+ * f32 panels hold one K index per panel row: P[(q K + k) 16 + c] = W[16 q + c, k] (zero past N). fp8 panels hold
+ * the codes of two K pairs per 64-byte group, K padded to a multiple of 4, in the byte order the native decode's
+ * in-lane unpacks restore (fp8PanelOffset); the block scales stay [ceil(N / 128), ceil(K / 128)].
  *
  * The product runs in native/qgemm.c (dequantization fused into the GEMV/GEMM, AVX-512 / AVX2+F16C / scalar)
  * when the addon is loaded, else in the TypeScript reference below (same definition, f32 weights, f64-free f32
@@ -26,7 +28,7 @@ import { DEFAULT_BLOCK, scaleShape } from './blockwise.js';
 import { FormatError, ShapeError } from '../errors.js';
 
 export type PackedFormat = 'bf16' | 'fp8' | 'f32';
-/** Element order of packed data (fp8 is always 'rows', f32 always 'panels'). */
+/** Element order of packed data (f32 is always 'panels'). */
 export type PackedLayout = 'rows' | 'panels';
 /** Rows per panel of the 'panels' layout. */
 export const PANEL_ROWS = 16;
@@ -54,7 +56,7 @@ export function packedBytes(w: PackedMatrix): number {
 /** Values the data of a [rows, cols] matrix holds in a layout (bf16 panels pad K to even, f32 panels do not). */
 export function packedLength(rows: number, cols: number, layout: PackedLayout = 'rows', format: PackedFormat = 'bf16'): number {
   if (layout !== 'panels') return rows * cols;
-  return Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * (format === 'f32' ? cols : cols + (cols & 1));
+  return Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * (format === 'f32' ? cols : format === 'fp8' ? Math.ceil(cols / 4) * 4 : cols + (cols & 1));
 }
 
 interface QgemmAddon {
@@ -62,8 +64,8 @@ interface QgemmAddon {
     bias: Float32Array | null, M: number, N: number, K: number, layout: 0 | 1): void;
   qdequant(dst: Float32Array, w: Uint16Array | Uint8Array | Float32Array, scaleInv: Float32Array | null, N: number, K: number,
     r0: number, r1: number, layout: 0 | 1): void;
-  qpanelPack(dst: Uint16Array | Float32Array, w: Float32Array, N: number, K: number): void;
-  qpanelPreferred(f32?: boolean): boolean;
+  qpanelPack(dst: Uint16Array | Float32Array | Uint8Array, w: Float32Array | Uint8Array, N: number, K: number): void;
+  qpanelPreferred(format?: 'bf16' | 'f32' | 'fp8'): boolean;
 }
 
 let addon: QgemmAddon | null | undefined;
@@ -98,7 +100,6 @@ export function checkPacked(w: PackedMatrix, what = 'packed weight'): void {
     if (layout !== 'panels') throw new FormatError(`${what}: packed f32 weights come in the 'panels' layout only (row-major f32 is the Linear's own weight)`);
     if (!(w.data instanceof Float32Array)) throw new FormatError(`${what}: f32 weights must be a Float32Array`);
   } else if (w.format === 'fp8') {
-    if (layout !== 'rows') throw new FormatError(`${what}: fp8 weights come in the 'rows' layout only`);
     if (!(w.data instanceof Uint8Array)) throw new FormatError(`${what}: fp8 weights must be a Uint8Array of E4M3 codes`);
     const [sr, sc] = scaleShape(rows, cols, DEFAULT_BLOCK, DEFAULT_BLOCK);
     if (!w.scaleInv || w.scaleInv.length !== sr * sc) {
@@ -142,11 +143,25 @@ export function f32PanelsFromRows(w: Float32Array, rows: number, cols: number): 
   return out;
 }
 
-/** True when weights of `format` ('bf16': the AVX512_BF16 kernels, 'f32': the AVX-512 ones) should be packed in
- * panels here (the native panel kernels run, R1_QGEMM_NO_PANELS unset). */
-export function panelsPreferred(format: 'bf16' | 'f32' = 'bf16'): boolean {
+/** Where the code of W[row, k] sits in the fp8 'panels' layout of a matrix with `cols` columns (native/qpanel.c). */
+export function fp8PanelOffset(row: number, k: number, cols: number): number {
+  const ps = PANEL_ROWS * Math.ceil(cols / 4) * 4, p = k >> 1, w = 2 * (row % PANEL_ROWS) + (k & 1);
+  return Math.floor(row / PANEL_ROWS) * ps + 64 * (p >> 1) + 16 * (w >> 3) + 8 * (p & 1) + (w & 7);
+}
+
+/** E4M3 codes [rows, cols] (row-major) in the fp8 'panels' layout; the TypeScript reference of native qpanelPack. */
+export function fp8PanelsFromRows(codes: Uint8Array, rows: number, cols: number): Uint8Array {
+  if (codes.length !== rows * cols) throw new ShapeError(`fp8PanelsFromRows: ${codes.length} codes do not fill [${rows}, ${cols}]`);
+  const out = new Uint8Array(packedLength(rows, cols, 'panels', 'fp8'));
+  for (let n = 0; n < rows; n++) for (let k = 0; k < cols; k++) out[fp8PanelOffset(n, k, cols)] = codes[n * cols + k]!;
+  return out;
+}
+
+/** True when weights of `format` should be packed in panels here: their native panel kernels run (bf16: AVX512_BF16,
+ * f32: AVX-512, fp8: AVX512_BF16 + AVX512_VBMI) and R1_QGEMM_NO_PANELS is unset. */
+export function panelsPreferred(format: PackedFormat = 'bf16'): boolean {
   const n = qgemmNative();
-  return n !== null && n.qpanelPreferred(format === 'f32');
+  return n !== null && n.qpanelPreferred(format);
 }
 
 /**
@@ -216,6 +231,10 @@ function dequantRowJs(w: PackedMatrix, j: number, row: Float32Array): void {
   const d = w.data as Uint8Array;
   const sc = Math.ceil(K / DEFAULT_BLOCK);
   const srow = Math.floor(j / DEFAULT_BLOCK) * sc;
+  if (w.layout === 'panels') {
+    for (let p = 0; p < K; p++) row[p] = t[d[fp8PanelOffset(j, p, K)]!]! * w.scaleInv![srow + Math.floor(p / DEFAULT_BLOCK)]!;
+    return;
+  }
   for (let p = 0; p < K; p++) row[p] = t[d[j * K + p]!]! * w.scaleInv![srow + Math.floor(p / DEFAULT_BLOCK)]!;
 }
 

@@ -21,7 +21,7 @@ import { Linear, type LinearImpl } from '../../src/nn/linear.js';
 import { ModelRunner } from '../../src/infer/kv-cache.js';
 import { GenerationEngine } from '../../src/infer/generate.js';
 import { packWeights, PackedLinear, weightBytes, parseWeightFormat } from '../../src/nn/packed-weights.js';
-import { dequantPacked, packedLength, panelsPreferred } from '../../src/quant/qgemm.js';
+import { dequantPacked, fp8PanelsFromRows, packedLength, panelsPreferred } from '../../src/quant/qgemm.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { saveHfFolder, openHfFolder } from '../../src/io/hf-folder.js';
 import { DisposedError, UsageError } from '../../src/errors.js';
@@ -176,10 +176,13 @@ test('packWeights: summary, released f32 weights, tied head, inference-only', ()
     assert.equal(s.bytesBefore, before);
     // bf16: 2 bytes per weight (the panel layout pads rows to a multiple of 16 and K to even); fp8: a quarter plus
     // one f32 scale per 128x128 block (one block per matrix here).
-    const layout = panelsPreferred() ? 'panels' : 'rows';
-    const bf16Bytes = lin.reduce((a, [, m]) => a + 2 * packedLength(m.outFeatures, m.inFeatures, layout), 0);
-    assert.equal(s.bytesAfter, fmt === 'bf16' ? bf16Bytes : before / 4 + 4 * lin.length);
-    assert.equal(s.tiedHeadBytes, fmt === 'bf16' ? 2 * packedLength(300, 64, layout) : 300 * 64 + 4 * 3);
+    // (fp8 panels pad rows to a multiple of 16 and K to a multiple of 4.)
+    const layout = panelsPreferred(fmt) ? 'panels' : 'rows';
+    const perWeight = fmt === 'bf16' ? 2 : 1;
+    const wBytes = lin.reduce((a, [, m]) => a + perWeight * packedLength(m.outFeatures, m.inFeatures, layout, fmt), 0);
+    assert.equal(s.bytesAfter, fmt === 'bf16' ? wBytes : wBytes + 4 * lin.length);
+    if (layout === 'rows' && fmt === 'fp8') assert.equal(s.bytesAfter, before / 4 + 4 * lin.length);
+    assert.equal(s.tiedHeadBytes, fmt === 'bf16' ? 2 * packedLength(300, 64, layout) : packedLength(300, 64, layout, 'fp8') + 4 * 3);
     const wb = weightBytes(model);
     assert.equal(wb.dense, denseBefore - before, 'f32 Linear weights are released');
     assert.equal(wb.packed, s.bytesAfter + s.tiedHeadBytes);
@@ -254,7 +257,9 @@ test('FP8 checkpoint: loads as fp8 with codes and scales bit-identical to the fi
       }
       assert.ok(m.impl instanceof PackedLinear, `${name} packed`);
       const w = m.impl.weight;
-      assert.deepEqual(w.data, f.codes, `${name}: codes as in the file`);
+      // the file's codes, reordered into panels where the fp8 panel kernels run
+      assert.deepEqual(w.data, w.layout === 'panels' ? fp8PanelsFromRows(f.codes, f.rows, f.cols) : f.codes, `${name}: codes as in the file`);
+      assert.equal(w.layout === 'panels', panelsPreferred('fp8'));
       assert.deepEqual(new Uint32Array(w.scaleInv!.buffer, w.scaleInv!.byteOffset, w.scaleInv!.length), new Uint32Array(f.scaleInv.buffer), `${name}: scales as in the file`);
       exact++;
     }

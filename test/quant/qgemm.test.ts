@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, f32PanelsFromRows, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, f32PanelsFromRows, fp8PanelsFromRows, fp8PanelOffset, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
 import { packMatrix } from '../../src/nn/packed-weights.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
@@ -37,9 +37,11 @@ function packF32(w: Float32Array, N: number, K: number, ts = false): { p: Packed
   if (ts) return { p: { format: 'f32', rows: N, cols: K, data: f32PanelsFromRows(w, N, K), scaleInv: null, layout: 'panels' }, deq: w };
   return { p: packMatrix(w, N, K, 'f32'), deq: w };
 }
-function packFp8(w: Float32Array, N: number, K: number): { p: PackedMatrix; deq: Float32Array } {
+function packFp8(w: Float32Array, N: number, K: number, panels = false): { p: PackedMatrix; deq: Float32Array } {
   const q = quantizeWeight(w, N, K);
-  return { p: { format: 'fp8', rows: N, cols: K, data: q.codes, scaleInv: q.scaleInv }, deq: dequantizeBlockwise(q.codes, q.scaleInv, N, K) };
+  const deq = dequantizeBlockwise(q.codes, q.scaleInv, N, K);
+  if (panels) return { p: { format: 'fp8', rows: N, cols: K, data: fp8PanelsFromRows(q.codes, N, K), scaleInv: q.scaleInv, layout: 'panels' }, deq };
+  return { p: { format: 'fp8', rows: N, cols: K, data: q.codes, scaleInv: q.scaleInv }, deq };
 }
 
 /** y = x W^T + b in f64, and sum |x||w| per output (the scale of f32 rounding error). */
@@ -69,11 +71,11 @@ function check(got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, K
 const SHAPES: [number, number][] = [[5, 7], [30, 50], [131, 259], [260, 384], [9, 1000], [300, 129]]; // bf16 panels at M = 1 go four at a time: N = 30, 131, 300 end on 2, 1, 3
 const MS = [1, 3, 9, 16, 200, 600]; // 600: several 256-row slabs of the bf16-dot path
 
-for (const fmt of ['bf16', 'bf16 panels', 'fp8', 'f32 panels'] as const) {
+for (const fmt of ['bf16', 'bf16 panels', 'fp8', 'fp8 panels', 'f32 panels'] as const) {
   test(`${fmt}: qgemm matches an f64 reference on the dequantized weights (odd N, K; M = 1, 3, 9, 16, 200, 600; 1 and 2 threads)`, () => {
     const nat = loadNative();
     const before = nat?.getThreads() ?? 1;
-    const rnd = lcg(fmt === 'fp8' ? 12 : 11);
+    const rnd = lcg(fmt.startsWith('fp8') ? 12 : 11);
     try {
       for (const threads of [1, 2]) {
         nat?.setThreads(threads);
@@ -81,7 +83,7 @@ for (const fmt of ['bf16', 'bf16 panels', 'fp8', 'f32 panels'] as const) {
           const w = gaussian(N * K, rnd, 0.05);
           // Blocks of different magnitude so the per-block scales matter for fp8.
           for (let j = 0; j < N; j++) for (let p = 0; p < K; p++) w[j * K + p]! *= 2 ** (((j >> 7) + 2 * (p >> 7)) % 5 - 2);
-          const { p, deq } = fmt === 'fp8' ? packFp8(w, N, K) : fmt === 'f32 panels' ? packF32(w, N, K) : packBf16(w, N, K, fmt === 'bf16 panels');
+          const { p, deq } = fmt.startsWith('fp8') ? packFp8(w, N, K, fmt === 'fp8 panels') : fmt === 'f32 panels' ? packF32(w, N, K) : packBf16(w, N, K, fmt === 'bf16 panels');
           const bias = gaussian(N, rnd);
           for (const M of MS) {
             if ((M === 200 && N * K > 100_000) || (M === 600 && N * K > 40_000)) continue; // keeps the f64 reference quick
@@ -103,7 +105,7 @@ test('the TypeScript reference qgemmJs agrees with the f64 reference too', () =>
   const rnd = lcg(5);
   const N = 37, K = 150, M = 3;
   const w = gaussian(N * K, rnd);
-  for (const { p, deq } of [packBf16(w, N, K), packBf16(w, N, K, true), packFp8(w, N, K), packF32(w, N, K, true)]) {
+  for (const { p, deq } of [packBf16(w, N, K), packBf16(w, N, K, true), packFp8(w, N, K), packFp8(w, N, K, true), packF32(w, N, K, true)]) {
     const x = gaussian(M * K, rnd);
     check(qgemmJs(x, M, p), reference(p.format === 'f32' ? x : roundActivations(x), M, deq, N, K, null), K, `js ${p.format} ${p.layout ?? 'rows'}`);
   }
@@ -131,6 +133,17 @@ test('the panel layout: packMatrix (native qpanelPack when built) equals the Typ
     assert.deepEqual(f.data, f32PanelsFromRows(w, N, K), `f32 [${N}, ${K}]`);
     assert.deepEqual(dequantPacked(f), w);
     if (N > 2) assert.deepEqual(dequantPacked(f, 1, N - 1), w.subarray(K, (N - 1) * K));
+    // fp8 panels: the codes reordered (native reorder = TypeScript reference, every code at its offset, zero pad),
+    // the same dequantized values as row-major
+    const r8 = packMatrix(w, N, K, 'fp8', 'test', 'rows'), p8 = packMatrix(w, N, K, 'fp8', 'test', 'panels');
+    assert.equal(p8.layout, 'panels');
+    assert.equal(p8.data.length, Math.ceil(N / 16) * 16 * Math.ceil(K / 4) * 4);
+    assert.deepEqual(p8.data, fp8PanelsFromRows(r8.data as Uint8Array, N, K), `fp8 [${N}, ${K}]`);
+    const seen = new Uint8Array(p8.data.length);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) { const o = fp8PanelOffset(n, k, K); assert.equal(seen[o], 0); seen[o] = 1; assert.equal(p8.data[o], r8.data[n * K + k]); }
+    for (let o = 0; o < seen.length; o++) if (!seen[o]) assert.equal(p8.data[o], 0, `fp8 pad at ${o}`);
+    assert.deepEqual(dequantPacked(p8), dequantPacked(r8));
+    if (N > 2) assert.deepEqual(dequantPacked(p8, 1, N - 1), dequantPacked(r8, 1, N - 1));
   }
   // The rounding itself (native r1_round_bf16: 16 or 8 values per step where AVX-512 / AVX2 run, the scalar loop
   // for the tail and elsewhere) on values that test each branch: ties up and down, overflow to infinity, signed
@@ -165,7 +178,6 @@ test('the panel layout: packMatrix (native qpanelPack when built) equals the Typ
     assert.deepEqual(kc, rounded(kb), 'keys appended to a bf16 cache');
     assert.deepEqual(vc, rounded(vb), 'values appended to a bf16 cache');
   }
-  assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'fp8', 'test', 'panels'), /'rows' layout only/);
   assert.throws(() => packMatrix(new Float32Array(4), 2, 2, 'f32', 'test', 'rows'), /'panels' layout only/);
   assert.throws(() => checkPacked({ format: 'f32', rows: 2, cols: 2, data: new Float32Array(4), scaleInv: null }), /'panels' layout only/);
   assert.throws(() => checkPacked({ format: 'f32', rows: 2, cols: 2, data: new Uint16Array(32), scaleInv: null, layout: 'panels' }), /Float32Array/);
@@ -228,7 +240,9 @@ test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qg
   assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, new Float32Array(3), 1, 4, 2, 0), RangeError);
   // panel layout: 16 rows x even K; bf16 only; layout 0 or 1
   assert.throws(() => n.qgemm(y, x, new Uint16Array(8), null, null, 1, 4, 2, 1), /16-row panels needs 32/);
-  assert.throws(() => n.qgemm(y, x, new Uint8Array(32), new Float32Array(1), null, 1, 4, 2, 1), TypeError);
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(32), new Float32Array(1), null, 1, 4, 2, 1), /16-row panels needs 64/); // fp8: K to a multiple of 4
+  assert.throws(() => n.qgemm(y, x, new Uint8Array(64), null, null, 1, 4, 2, 1), /scaleInv is required/);
+  assert.throws(() => n.qpanelPack(new Uint8Array(64), new Float32Array(8), 4, 2), TypeError); // fp8 panels reorder codes
   assert.throws(() => n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 2 as 1), RangeError);
   assert.throws(() => n.qpanelPack(new Uint16Array(31), new Float32Array(8), 4, 2), /needs 32/);
   n.qgemm(y, x, new Uint16Array(32), null, null, 1, 4, 2, 1);
@@ -237,8 +251,9 @@ test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qg
   assert.throws(() => n.qgemm(y, x, new Float32Array(8), null, null, 1, 4, 2, 0), /panels \(layout 1\) only/);
   assert.throws(() => n.qgemm(y, x, new Float32Array(8), null, null, 1, 4, 2, 1), /16-row panels needs 32/);
   assert.throws(() => n.qpanelPack(new Float32Array(31), new Float32Array(8), 4, 2), /needs 32/);
-  assert.throws(() => n.qpanelPack(new Int32Array(32) as unknown as Float32Array, new Float32Array(8), 4, 2), /Uint16Array .* or a Float32Array/);
-  assert.throws(() => n.qpanelPreferred(1 as unknown as boolean), TypeError);
+  assert.throws(() => n.qpanelPack(new Int32Array(32) as unknown as Float32Array, new Float32Array(8), 4, 2), /Uint16Array .*, a Float32Array .* or a Uint8Array/);
+  assert.throws(() => n.qpanelPreferred('int4' as 'fp8'), TypeError);
+  assert.throws(() => n.qpanelPreferred(true as unknown as 'fp8'), TypeError);
   n.qgemm(y, x, new Float32Array(32), null, null, 1, 4, 2, 1);
   assert.deepEqual(Array.from(y), [0, 0, 0, 0]);
 });
