@@ -1,4 +1,4 @@
-/* bf16 weights in row panels with interleaved K pairs (API in qpanel.h).
+/* bf16, f32 and FP8 E4M3 weights in 16-row panels (API in qpanel.h).
  *
  * Why: with W stored row-major [N, K], a register-blocked product keeps one accumulator per (W row, X row) whose 16
  * lanes hold partial sums over K; every output then costs a horizontal sum, and at K = 896 (most of a Qwen2.5-0.5B
@@ -22,7 +22,16 @@
  * only when r1_qpanel_preferred() says the kernels above will run.
  *
  * Activations are rounded to bf16 (nearest even) first, as on every packed path (qsmall.h); vdpbf16ps treats bf16
- * subnormal inputs as zero (|x| < 2^-126), like qsmall.c's kernels. Products of two bf16 values are exact in f32.
+ * subnormal inputs as zero (|x| < 2^-126), like qsmall.c's kernels. Products of two bf16 values are exact in f32. *
+ * The same panels for two more formats (a panel row is 64 bytes in all, so the kernels are shared: qpanel_kern.h):
+ *   f32   one K index per panel row, P[(q K + k) 16 + c] = W[16 q + c, k]; the kernels with f32 FMAs on the f32
+ *         activations as they are (AVX-512F). Row-major f32 at batch 16 went through qsmall.c's dot-product blocks
+ *         at ~145 GFLOP/s in the engine; the panels ~2x that.
+ *   fp8   E4M3 codes of two K pairs per 64-byte group (see the fp8 section), decoded to bf16 by table
+ *         (AVX512_VBMI, e4m3_bf16.h) with 128 x 128 block scales: M = 1 decodes in registers; M >= 2 decodes each
+ *         128-wide block of a strip once into an L1 buffer and runs the bf16 kernel over it for every row block
+ *         (the decode paid once per weight, as the row-major path's 4-row tiles did, but without their horizontal
+ *         sums).
  */
 #define _GNU_SOURCE
 #include "qpanel.h"
@@ -360,6 +369,39 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
   return *buf != NULL;
 }
 
+/* The portable product of every panel format (no kernels here, or R1_ISA capped): X rounded to bf16 values (f32; f32
+ * weights take X as it is), W dequantized a block of rows at a time, the f32 GEMM. fmt: R1_QW_BF16P, _F32P or
+ * _E4M3P (S: its scales). */
+static int portable_gemm(int fmt, long M, long N, long K, const float *X, const void *P, const float *S,
+                         const float *bias, float *Y) {
+  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
+  if (!grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float))) return 0;
+  if (fmt != R1_QW_F32P) {
+    if (!grow((void **)&xf_buf, &xf_cap, (size_t)M * (size_t)K, sizeof(float))) return 0;
+    uint16_t h[256];
+    for (long i = 0; i < M * K; i += 256) {
+      const long n = min_l(256, M * K - i);
+      r1_round_bf16(X + i, h, n);
+      for (long t = 0; t < n; t++) {
+        const uint32_t u = (uint32_t)h[t] << 16;
+        memcpy(xf_buf + i + t, &u, 4);
+      }
+    }
+    X = xf_buf;
+  }
+  for (long n0 = 0; n0 < N; n0 += rows) {
+    const long nb = min_l(rows, N - n0);
+    if (fmt == R1_QW_BF16P) r1_qpanel_dequant(N, K, (const uint16_t *)P, n0, n0 + nb, wf_buf);
+    else if (fmt == R1_QW_F32P) r1_qpanel_f32_dequant(N, K, (const float *)P, n0, n0 + nb, wf_buf);
+    else r1_qpanel8_dequant(N, K, (const uint8_t *)P, S, n0, n0 + nb, wf_buf);
+    r1_sgemm(0, 1, M, nb, K, 1.0f, X, K, wf_buf, K, 0.0f, Y + n0, N);
+  }
+  if (bias)
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
+  return 1;
+}
+
 int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, const float *bias, float *Y) {
   if (M <= 0 || N <= 0) return 1;
   if (K <= 0) {
@@ -378,29 +420,7 @@ int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, co
     run_fast_bf16(M, N, K2, (const uint32_t *)xb_buf, (const char *)P, bias, Y);
     return 1;
   }
-  /* Portable: X rounded to bf16 values (f32), W dequantized a block of panels at a time, the f32 GEMM. */
-  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
-  if (!grow((void **)&xf_buf, &xf_cap, (size_t)M * (size_t)K, sizeof(float)) ||
-      !grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float)))
-    return 0;
-  uint16_t h[256];
-  for (long i = 0; i < M * K; i += 256) {
-    const long n = min_l(256, M * K - i);
-    r1_round_bf16(X + i, h, n);
-    for (long t = 0; t < n; t++) {
-      const uint32_t u = (uint32_t)h[t] << 16;
-      memcpy(xf_buf + i + t, &u, 4);
-    }
-  }
-  for (long n0 = 0; n0 < N; n0 += rows) {
-    const long nb = min_l(rows, N - n0);
-    r1_qpanel_dequant(N, K, P, n0, n0 + nb, wf_buf);
-    r1_sgemm(0, 1, M, nb, K, 1.0f, xf_buf, K, wf_buf, K, 0.0f, Y + n0, N);
-  }
-  if (bias)
-    for (long i = 0; i < M; i++)
-      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
-  return 1;
+  return portable_gemm(R1_QW_BF16P, M, N, K, X, P, NULL, bias, Y);
 }
 
 /* ---------------- f32 panels ---------------- */
@@ -460,18 +480,7 @@ int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, c
     run_fast_f32(M, N, K, (const uint32_t *)X, (const char *)P, bias, Y);
     return 1;
   }
-  /* Portable: W copied out of its panels a block of rows at a time, the f32 GEMM. */
-  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
-  if (!grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float))) return 0;
-  for (long n0 = 0; n0 < N; n0 += rows) {
-    const long nb = min_l(rows, N - n0);
-    r1_qpanel_f32_dequant(N, K, P, n0, n0 + nb, wf_buf);
-    r1_sgemm(0, 1, M, nb, K, 1.0f, X, K, wf_buf, K, 0.0f, Y + n0, N);
-  }
-  if (bias)
-    for (long i = 0; i < M; i++)
-      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
-  return 1;
+  return portable_gemm(R1_QW_F32P, M, N, K, X, P, NULL, bias, Y);
 }
 
 /* ---------------- fp8 (E4M3) panels ---------------- */
@@ -554,27 +563,5 @@ int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, co
     run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, P, S, sk, bias, Y);
     return 1;
   }
-  /* Portable: X rounded to bf16 values (f32), W dequantized a block of rows at a time, the f32 GEMM. */
-  const long rows = min_l(cdiv(N, PR) * PR, max_l(PR, ((1L << 20) / K) / PR * PR));
-  if (!grow((void **)&xf_buf, &xf_cap, (size_t)M * (size_t)K, sizeof(float)) ||
-      !grow((void **)&wf_buf, &wf_cap, (size_t)rows * (size_t)K, sizeof(float)))
-    return 0;
-  uint16_t h[256];
-  for (long i = 0; i < M * K; i += 256) {
-    const long n = min_l(256, M * K - i);
-    r1_round_bf16(X + i, h, n);
-    for (long t = 0; t < n; t++) {
-      const uint32_t u = (uint32_t)h[t] << 16;
-      memcpy(xf_buf + i + t, &u, 4);
-    }
-  }
-  for (long n0 = 0; n0 < N; n0 += rows) {
-    const long nb = min_l(rows, N - n0);
-    r1_qpanel8_dequant(N, K, P, S, n0, n0 + nb, wf_buf);
-    r1_sgemm(0, 1, M, nb, K, 1.0f, xf_buf, K, wf_buf, K, 0.0f, Y + n0, N);
-  }
-  if (bias)
-    for (long i = 0; i < M; i++)
-      for (long j = 0; j < N; j++) Y[i * N + j] += bias[j];
-  return 1;
+  return portable_gemm(R1_QW_E4M3P, M, N, K, X, P, S, bias, Y);
 }

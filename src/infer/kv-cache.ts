@@ -9,7 +9,7 @@
  * Cache element type (ModelRunner option kvCache): 'f32', or 'bf16' (2 bytes per value: new rows are rounded to
  * nearest even once, on the append, and read back exactly, so attention streams half the bytes); 'auto' (default)
  * picks the model's weight precision as vLLM's kv_cache_dtype=auto does: bf16 when the model's layers are packed
- * (bf16 or fp8 weights, src/nn/packed-weights.ts), else the model's own dtype. llama.cpp's default is an F16 cache.
+ * to bf16 or fp8 (src/nn/packed-weights.ts; f32 weights in panels keep f32), else the model's own dtype. llama.cpp's default is an F16 cache.
  */
 import { Tensor, tidy, keep, noGrad, alias } from '../tensor/index.js';
 import type { CacheDtype, KVPair } from '../nn/attention.js';
@@ -17,7 +17,7 @@ import type { MLACache } from '../models/deepseek-v3.js';
 import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
 import type { CausalLM } from '../models/load.js';
 import type { ModelConfig } from '../models/config.js';
-import { weightBytes } from '../nn/packed-weights.js';
+import { hasRoundedWeights } from '../nn/packed-weights.js';
 import { ITEM_SIZE } from '../tensor/dtype.js';
 import { UsageError } from '../errors.js';
 
@@ -103,7 +103,7 @@ export class ModelRunner {
     model.eval();
     const want = opts.kvCache ?? 'auto';
     const own = model.model.embed_tokens.weight.dtype === 'f64' ? 'f64' : 'f32';
-    this.cacheDtype = want === 'auto' ? (weightBytes(model).packed > 0 ? 'bf16' : own) : want;
+    this.cacheDtype = want === 'auto' ? (hasRoundedWeights(model) ? 'bf16' : own) : want;
   }
   /** The longest sequence the model's RoPE table covers. */
   get contextLength(): number {

@@ -266,6 +266,12 @@ export function packWeights(model: Module, format: WeightFormat, opts: PackOptio
   return sum;
 }
 
+/** Whether any Linear of the model holds rounded weights (packed bf16 or fp8; f32 panels keep the values). */
+export function hasRoundedWeights(model: Module): boolean {
+  for (const [, m] of model.namedModules()) if (m instanceof Linear && m.impl instanceof PackedLinear && m.impl.weight.format !== 'f32') return true;
+  return false;
+}
+
 /** Bytes of a model's weights as held now: live f32/f64 parameters, and packed layers (tied head copy included). */
 export function weightBytes(model: Module): { dense: number; packed: number } {
   let dense = 0, packed = 0;

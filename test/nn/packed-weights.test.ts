@@ -144,6 +144,7 @@ for (const fam of ['qwen2-tiny', 'deepseek-v3-tiny']) {
         assert.ok(m.weight.isDisposed, 'the row-major f32 weight is released');
       }
     }
+    assert.equal(new ModelRunner(pk).cacheDtype, 'f32', "kvCache 'auto' stays f32: the weights keep their values");
     const prompts = [[1, 2, 3], [7, 8, 9, 10, 11, 12, 13], [40]];
     const [gPanels, gF32] = [await greedy(pk, prompts, 10), await greedy(f32, prompts, 10)];
     assert.deepEqual(gPanels, gF32);
