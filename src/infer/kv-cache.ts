@@ -9,7 +9,8 @@
  * Cache element type (ModelRunner option kvCache): 'f32', or 'bf16' (2 bytes per value: new rows are rounded to
  * nearest even once, on the append, and read back exactly, so attention streams half the bytes); 'auto' (default)
  * picks the model's weight precision as vLLM's kv_cache_dtype=auto does: bf16 when the model's layers are packed
- * to bf16 or fp8 (src/nn/packed-weights.ts; f32 weights in panels keep f32), else the model's own dtype. llama.cpp's default is an F16 cache.
+ * to bf16 or fp8 (src/nn/packed-weights.ts; f32 weights in panels keep f32), else the model's own dtype. llama.cpp's
+ * default is an F16 cache.
  */
 import { Tensor, tidy, keep, noGrad, alias } from '../tensor/index.js';
 import type { CacheDtype, KVPair } from '../nn/attention.js';

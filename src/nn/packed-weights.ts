@@ -121,7 +121,8 @@ export class PackedLinear implements LinearImpl {
   apply(x: Tensor, bias: Tensor | null, training: boolean): Tensor {
     const K = this.weight.cols, N = this.weight.rows;
     if (isGradEnabled() && (x.requiresGrad || training)) {
-      throw new UsageError(`${this.path}: ${this.weight.format} packed weights are inference-only (no autograd); run under noGrad() with model.eval(), or load the model with --weights f32 to train`);
+      const how = this.weight.format === 'f32' ? 'load it without f32Panels (plain f32 tensors)' : 'load the model with --weights f32';
+      throw new UsageError(`${this.path}: ${this.weight.format} packed weights are inference-only (no autograd); run under noGrad() with model.eval(), or ${how} to train`);
     }
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${this.path}: expects [..., ${K}], got ${x.describe()}`);
     if (x.dtype !== 'f32') throw new DTypeError(`${this.path}: packed weights take f32 activations, got ${x.describe()}`);
