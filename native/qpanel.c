@@ -69,17 +69,18 @@ long r1_qpanel_len(long N, long K) { return cdiv(N, PR) * PR * (K + (K & 1)); }
 
 int r1_qpanel_native(void) { return r1_isa() >= R1_ISA_AVX512BF16; }
 
-int r1_qpanel_preferred(void) {
+static int panels_off(void) {
   static int off = -1;
-  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL; /* tuning hook: keep bf16 row-major */
-  return !off && r1_qpanel_native();
+  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL; /* tuning hook: keep every format row-major (f32: plain) */
+  return off;
 }
+int r1_qpanel_preferred(void) { return !panels_off() && r1_qpanel_native(); }
 
 /* ---------------- packing and dequantization (portable) ---------------- */
 typedef struct {
-  const float *w;
+  const void *w; /* f32 values (bf16, f32 panels) or E4M3 codes */
   long N, K;
-  uint16_t *dst;
+  void *dst;
 } pack_ctx;
 
 static void pack_range(void *v, long q0, long q1, int tid) {
@@ -89,10 +90,10 @@ static void pack_range(void *v, long q0, long q1, int tid) {
   uint16_t *row = malloc(sizeof(uint16_t) * (size_t)max_l(K, 1));
   if (!row) abort();
   for (long q = q0; q < q1; q++) {
-    uint16_t *P = c->dst + q * K2 * 2 * PR;
+    uint16_t *P = (uint16_t *)c->dst + q * K2 * 2 * PR;
     memset(P, 0, sizeof(uint16_t) * (size_t)(K2 * 2 * PR));
     for (long r = 0; r < PR && q * PR + r < c->N; r++) {
-      r1_round_bf16(c->w + (q * PR + r) * K, row, K);
+      r1_round_bf16((const float *)c->w + (q * PR + r) * K, row, K);
       for (long k = 0; k < K; k++) P[((k >> 1) * PR + r) * 2 + (k & 1)] = row[k];
     }
   }
@@ -428,28 +429,18 @@ long r1_qpanel_f32_len(long N, long K) { return cdiv(N, PR) * PR * K; }
 
 int r1_qpanel_f32_native(void) { return r1_isa() >= R1_ISA_AVX512; }
 
-int r1_qpanel_f32_preferred(void) {
-  static int off = -1;
-  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL;
-  return !off && r1_qpanel_f32_native();
-}
-
-typedef struct {
-  const float *w;
-  long N, K;
-  float *dst;
-} pack32_ctx;
+int r1_qpanel_f32_preferred(void) { return !panels_off() && r1_qpanel_f32_native(); }
 
 static void pack32_range(void *v, long q0, long q1, int tid) {
   (void)tid;
-  const pack32_ctx *c = v;
+  const pack_ctx *c = v;
   const long K = c->K;
   for (long q = q0; q < q1; q++) {
-    float *P = c->dst + q * K * PR;
+    float *P = (float *)c->dst + q * K * PR;
     const long rows = min_l(PR, c->N - q * PR);
     if (rows < PR) memset(P, 0, sizeof(float) * (size_t)(K * PR));
     for (long r = 0; r < rows; r++) {
-      const float *src = c->w + (q * PR + r) * K;
+      const float *src = (const float *)c->w + (q * PR + r) * K;
       for (long k = 0; k < K; k++) P[k * PR + r] = src[k];
     }
   }
@@ -457,7 +448,7 @@ static void pack32_range(void *v, long q0, long q1, int tid) {
 
 void r1_qpanel_f32_pack(const float *w, long N, long K, float *dst) {
   if (N <= 0 || K <= 0) return;
-  pack32_ctx c = {w, N, K, dst};
+  pack_ctx c = {w, N, K, dst};
   r1_parallel_for(cdiv(N, PR), 1, pack32_range, &c);
 }
 
@@ -496,11 +487,7 @@ int r1_qpanel8_native(void) {
   if (ok < 0) ok = r1_isa() >= R1_ISA_AVX512BF16 && r1_cpu_vbmi() && !getenv("R1_QSMALL_NO_VBMI");
   return ok;
 }
-int r1_qpanel8_preferred(void) {
-  static int off = -1;
-  if (off < 0) off = getenv("R1_QGEMM_NO_PANELS") != NULL;
-  return !off && r1_qpanel8_native();
-}
+int r1_qpanel8_preferred(void) { return !panels_off() && r1_qpanel8_native(); }
 
 /* Offset of W[n, k] in the layout (ps: panel bytes) */
 static inline long p8_off(long n, long k, long ps) {
@@ -508,22 +495,19 @@ static inline long p8_off(long n, long k, long ps) {
   return (n / PR) * ps + 64 * g + 16 * (w >> 3) + 8 * s + (w & 7);
 }
 
-typedef struct {
-  const uint8_t *codes;
-  long N, K;
-  uint8_t *dst;
-} pack8_ctx;
 static void pack8_range(void *v, long q0, long q1, int tid) {
   (void)tid;
-  const pack8_ctx *c = v;
+  const pack_ctx *c = v;
+  const uint8_t *codes = c->w;
+  uint8_t *dst = c->dst;
   const long K = c->K, ps = PR * k4(K);
-  memset(c->dst + q0 * ps, 0, (size_t)((q1 - q0) * ps));
+  memset(dst + q0 * ps, 0, (size_t)((q1 - q0) * ps));
   for (long n = q0 * PR; n < min_l(q1 * PR, c->N); n++)
-    for (long k = 0; k < K; k++) c->dst[p8_off(n, k, ps)] = c->codes[n * K + k];
+    for (long k = 0; k < K; k++) dst[p8_off(n, k, ps)] = codes[n * K + k];
 }
 void r1_qpanel8_pack(const uint8_t *codes, long N, long K, uint8_t *dst) {
   if (N <= 0 || K <= 0) return;
-  pack8_ctx c = {codes, N, K, dst};
+  pack_ctx c = {codes, N, K, dst};
   r1_parallel_for(cdiv(N, PR), 1, pack8_range, &c);
 }
 

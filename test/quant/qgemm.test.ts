@@ -208,15 +208,16 @@ test('dequantPacked is bit-identical to dequantizeBlockwise / the bf16 bit patte
   assert.deepEqual(new Uint32Array(dequantPacked(panels, 17, 35).buffer), new Uint32Array(gb.slice(17 * K, 35 * K).buffer));
 });
 
-test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 to 2^110 stays within f32 rounding', () => {
+test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 to 2^110 stays within f32 rounding (rows and panels)', () => {
   const N = 260, K = 300;
   const codes = new Uint8Array(N * K);
   for (let i = 0; i < codes.length; i++) { let c = (i * 101 + (i >> 7)) & 0xff; if ((c & 0x7f) === 0x7f) c ^= 1; codes[i] = c; }
   const sr = Math.ceil(N / 128), sc = Math.ceil(K / 128);
   const scaleInv = Float32Array.from({ length: sr * sc }, (_, i) => 2 ** (i * 3 - 30) * (1 + i / 10)); // <= 2^-6: results stay finite
-  const p: PackedMatrix = { format: 'fp8', rows: N, cols: K, data: codes, scaleInv };
+  const rowsP: PackedMatrix = { format: 'fp8', rows: N, cols: K, data: codes, scaleInv };
+  const panelsP: PackedMatrix = { format: 'fp8', rows: N, cols: K, data: fp8PanelsFromRows(codes, N, K), scaleInv, layout: 'panels' };
   const deq = dequantizeBlockwise(codes, scaleInv, N, K);
-  for (const range of [1, 2 ** 100, 2 ** -100, 2 ** 110]) {
+  for (const p of [rowsP, panelsP]) for (const range of [1, 2 ** 100, 2 ** -100, 2 ** 110]) {
     const rnd = lcg(range === 1 ? 1 : 2);
     const x = gaussian(K, rnd, range);
     x[5] = range * 3; // one large entry sets the pre-scale; the rest are smaller, some much smaller
@@ -224,7 +225,7 @@ test('fp8 GEMV over every E4M3 code (subnormals included) with |x| from 2^-130 t
     for (const M of [1, 2]) {
       const xm = new Float32Array(M * K);
       for (let i = 0; i < M; i++) xm.set(x, i * K);
-      check(qgemm(xm, M, p), reference(roundActivations(xm), M, deq, N, K, null), K, `fp8 every code, |x| ~ ${range}, M=${M}`);
+      check(qgemm(xm, M, p), reference(roundActivations(xm), M, deq, N, K, null), K, `fp8 ${p.layout ?? 'rows'} every code, |x| ~ ${range}, M=${M}`);
     }
   }
 });
