@@ -126,6 +126,8 @@ typedef struct {
   const float *bias;
   float *Y;
   long prefetch;     /* M = 1: prefetch distance in bytes; M > 1: whether the first block prefetches (first slab) */
+  const float *S;    /* fp8: scale_inv [ceil(N / 128), sk]; else NULL */
+  long sk;
 } pctx;
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -165,12 +167,8 @@ static long gemv_pf_bytes(void) {
   if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
   return v;
 }
-/* Panels [q0, q1) in strips of NRP panels (48 columns; the last may be narrower); within a strip, equal chunks of K
- * (see KC below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8,
- * 12 -> 6 + 6): the chunk of the strip (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF
- * bytes ahead in each of its 3 panel streams (first slab only), and from L1/L2 by the others. The threads get equal
- * shares of panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9).
- * Why the prefetch runs in the streams being read: the earlier design requested the *next* chunk (~86 KB ahead), a
+/* M >= 2 (panels3, strip_range): the first row block of each chunk prefetches QP_PF bytes ahead in its own panel
+ * streams. Why the prefetch runs in the streams being read: the earlier design requested the *next* chunk (~86 KB ahead), a
  * share per block, so the weights would stream during the blocks that compute from cache; on the Zen 5-class VM that
  * did nothing (no prefetch at all measured the same), while 2 KiB ahead in the first block's own streams made S1's
  * layer set from DRAM ~13% faster at M = 16 (paired runs: ~445 -> ~505 GFLOP/s; M = 4, 8, 12: +15-18%; M = 64: +3%;
@@ -210,19 +208,14 @@ T5V AI void decode_group(const char *g, const __m512i *t, __m512i *s0, __m512i *
   *s0 = _mm512_unpacklo_epi8(lo, hi);
   *s1 = _mm512_unpackhi_epi8(lo, hi);
 }
-typedef struct {
-  pctx b;          /* b.K2: steps (K4 / 2), b.P: the codes */
-  const float *S;  /* scale_inv [ceil(N / 128), sk] */
-  long sk;
-} p8ctx;
 #define SB (R1_QW_BLOCK / 2) /* steps per 128-wide scale block */
 
 /* M = 1: as gemv_panels_n, each 64-byte group of codes decoded in registers; the sums of each 128-wide block are
  * multiplied by 2^8 * scale_inv into the totals. */
-T5V AI void gemv8_panels_n(const p8ctx *c, long q, long d, const int n, long pfd) {
-  const long K2 = c->b.K2, ps = K2 * 32, ds = d * ps, G = K2 / 2;
-  const uint32_t *x = c->b.X;
-  const char *p0 = c->b.P + q * ps;
+T5V AI void gemv_panels_n_e4m3(const pctx *c, long q, long d, const int n, long pfd) {
+  const long K2 = c->K2, ps = K2 * 32, ds = d * ps, G = K2 / 2;
+  const uint32_t *x = c->X;
+  const char *p0 = c->P + q * ps;
   __m512i t[4];
   e4m3_bf16_tabs(t);
   const float *sr[GP];
@@ -250,23 +243,9 @@ T5V AI void gemv8_panels_n(const p8ctx *c, long q, long d, const int n, long pfd
   }
   for (int v = 0; v < n; v++) {
     const long j0 = (q + v * d) * PR;
-    store16(c->b.Y + j0, c->b.bias ? c->b.bias + j0 : NULL, c->b.N - j0, tot[v]);
+    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, tot[v]);
   }
 }
-T5V static void gemv8_range(void *v, long q0, long q1, int tid) {
-  (void)tid;
-  const p8ctx *c = v;
-  const long pfd = c->b.prefetch, L = (q1 - q0) / GP;
-  for (long i = 0; i < L; i++) gemv8_panels_n(c, q0 + i, L, GP, pfd);
-  long q = q0 + GP * L;
-  switch (q1 - q) {
-    case 3: gemv8_panels_n(c, q, 1, 3, pfd); break;
-    case 2: gemv8_panels_n(c, q, 1, 2, pfd); break;
-    case 1: gemv8_panels_n(c, q, 1, 1, pfd); break;
-    default: break;
-  }
-}
-
 /* M >= 2: the NR panels q, q + sd, q + 2 sd one scale block (64 steps) at a time: the block's codes decoded once into
  * an L1 buffer in the bf16 panel layout (the first slab prefetching QP_PF bytes ahead in each code stream), then the
  * bf16 kernel over the buffer for every row block, its sums times 2^8 * scale_inv. */
@@ -276,14 +255,14 @@ T5V static void gemv8_range(void *v, long q0, long q1, int tid) {
     else if (nr == 2) mk_panel_bf16(MRV, 2, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc); \
     else mk_panel_bf16(MRV, 1, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc);  \
     break;
-T5V static void panels3_e4m3(const p8ctx *c, long q, int nr, long sd) {
-  const long M = c->b.M, N = c->b.N, K2 = c->b.K2, ps = K2 * 32, yd = sd * PR;
+T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
+  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 32, yd = sd * PR;
   const int nb = (int)cdiv(M, MRP);
   __m512i buf[NRP * SB] __attribute__((aligned(64))); /* 3 panels x 64 steps of bf16 pairs: 12 KB */
   __m512i t[4];
   e4m3_bf16_tabs(t);
   const long j0 = q * PR;
-  const float *bias = c->b.bias ? c->b.bias + j0 : NULL;
+  const float *bias = c->bias ? c->bias + j0 : NULL;
   const long valid = N - j0;
   const float *sr[NRP];
   for (int v = 0; v < NRP; v++) sr[v] = c->S + ((q + (v < nr ? v : 0) * sd) * PR / R1_QW_BLOCK) * c->sk;
@@ -292,69 +271,40 @@ T5V static void panels3_e4m3(const p8ctx *c, long q, int nr, long sd) {
     float sc[NRP];
     for (int v = 0; v < nr; v++) {
       sc[v] = sr[v][kb] * 256.0f;
-      const char *src = c->b.P + (q + v * sd) * ps + 32 * pa;
+      const char *src = c->P + (q + v * sd) * ps + 32 * pa;
       for (long g = 0; g < kc / 2; g++) {
-        if (c->b.prefetch) _mm_prefetch(src + 64 * g + QP_PF, _MM_HINT_T0);
+        if (c->prefetch) _mm_prefetch(src + 64 * g + QP_PF, _MM_HINT_T0);
         decode_group(src + 64 * g, t, &buf[v * SB + 2 * g], &buf[v * SB + 2 * g + 1]);
       }
     }
     for (int b = 0, i0 = 0; b < nb; b++) {
       const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
-      const uint32_t *x = c->b.X + i0 * K2 + pa;
-      float *y = c->b.Y + i0 * N + j0;
+      const uint32_t *x = c->X + i0 * K2 + pa;
+      float *y = c->Y + i0 * N + j0;
       switch (mr) { MK8(1) MK8(2) MK8(3) MK8(4) MK8(5) MK8(6) MK8(7) default: MK8(8) }
       i0 += mr;
     }
   }
 }
 #undef MK8
-T5V static void strip8_range(void *v, long q0, long q1, int tid) {
-  (void)tid;
-  const p8ctx *c = v;
-  long q = q0;
-  if (c->b.M <= 2 * MRP && QP_RUNS) {
-    const long L = (q1 - q0) / NRP;
-    for (long i = 0; i < L; i++) panels3_e4m3(c, q0 + i, NRP, L);
-    q = q0 + NRP * L;
-  }
-  for (; q < q1; q += NRP) panels3_e4m3(c, q, (int)min_l(NRP, q1 - q), 1);
-}
-static void run_fast_e4m3(long M, long N, long K2, const uint32_t *X, const uint8_t *P, const float *S, long sk,
-                          const float *bias, float *Y) {
-  p8ctx c = {{M, N, K2, X, (const char *)P, bias, Y, 0}, S, sk};
-  const long panels = cdiv(N, PR);
-  if (M == 1) {
-    c.b.prefetch = gemv_pf_bytes();
-    const long grain = max_l(GP, 65536 / (PR * 2 * K2));
-    if (N * K2 * 2 >= 65536) r1_parallel_for(panels, grain, gemv8_range, &c);
-    else gemv8_range(&c, 0, panels, 0);
-    return;
-  }
-  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
-    p8ctx s = c;
-    s.b.M = min_l(QP_SLAB, M - i0);
-    s.b.X = X + i0 * K2;
-    s.b.Y = Y + i0 * N;
-    s.b.prefetch = i0 == 0;
-    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.b.M));
-    if (N * K2 * 2 * s.b.M >= 65536) r1_parallel_for(panels, grain, strip8_range, &s);
-    else strip8_range(&s, 0, panels, 0);
-  }
-}
+#define QK_SUF e4m3
+#define QK_T T5V
+#define KN(name) name##_e4m3
+#include "qpanel_drive.h"
+#undef KN
+#undef QK_SUF
+#undef QK_T
 #else
-static void run_fast_bf16(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
-  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
-  abort(); /* unreachable: r1_qpanel_native() is 0 off x86 */
-}
-static void run_fast_f32(long M, long N, long K2, const uint32_t *X, const char *P, const float *bias, float *Y) {
-  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)bias; (void)Y;
-  abort(); /* unreachable: r1_qpanel_f32_native() is 0 off x86 */
-}
-static void run_fast_e4m3(long M, long N, long K2, const uint32_t *X, const uint8_t *P, const float *S, long sk,
-                          const float *bias, float *Y) {
-  (void)M; (void)N; (void)K2; (void)X; (void)P; (void)S; (void)sk; (void)bias; (void)Y;
-  abort(); /* unreachable: r1_qpanel8_native() is 0 off x86 */
-}
+/* unreachable: r1_qpanel_native(), _f32_native() and 8_native() are 0 off x86 */
+#define RUN_FAST_STUB(F)                                                                                           \
+  static void run_fast_##F(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,      \
+                           const float *bias, float *Y) {                                                          \
+    (void)M; (void)N; (void)K2; (void)X; (void)P; (void)S; (void)sk; (void)bias; (void)Y;                          \
+    abort();                                                                                                       \
+  }
+RUN_FAST_STUB(bf16)
+RUN_FAST_STUB(f32)
+RUN_FAST_STUB(e4m3)
 #endif
 
 /* ---------------- the product ---------------- */
@@ -418,7 +368,7 @@ int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, co
       r1_round_bf16(X + i * K, xb_buf + i * 2 * K2, K);
       if (K & 1) xb_buf[i * 2 * K2 + K] = 0;
     }
-    run_fast_bf16(M, N, K2, (const uint32_t *)xb_buf, (const char *)P, bias, Y);
+    run_fast_bf16(M, N, K2, (const uint32_t *)xb_buf, (const char *)P, NULL, 0, bias, Y);
     return 1;
   }
   return portable_gemm(R1_QW_BF16P, M, N, K, X, P, NULL, bias, Y);
@@ -468,7 +418,7 @@ int r1_qpanel_f32_gemm(long M, long N, long K, const float *X, const float *P, c
     return 1;
   }
   if (r1_qpanel_f32_native()) { /* the activations as they are: one step per K index */
-    run_fast_f32(M, N, K, (const uint32_t *)X, (const char *)P, bias, Y);
+    run_fast_f32(M, N, K, (const uint32_t *)X, (const char *)P, NULL, 0, bias, Y);
     return 1;
   }
   return portable_gemm(R1_QW_F32P, M, N, K, X, P, NULL, bias, Y);
@@ -544,7 +494,7 @@ int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, co
       r1_round_bf16(X + i * K, x8_buf + i * K4, K);
       for (long k = K; k < K4; k++) x8_buf[i * K4 + k] = 0;
     }
-    run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, P, S, sk, bias, Y);
+    run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, (const char *)P, S, sk, bias, Y);
     return 1;
   }
   return portable_gemm(R1_QW_E4M3P, M, N, K, X, P, S, bias, Y);

@@ -53,12 +53,9 @@ export function packMatrix(w: Float32Array, rows: number, cols: number, format: 
   }
   if (format === 'bf16') {
     const lay = layout ?? (panelsPreferred() ? 'panels' : 'rows');
-    const q = qgemmNative();
-    if (lay === 'panels' && q) { // rounding and reordering in one native pass (136M values for S1's head)
-      const data = new Uint16Array(packedLength(rows, cols, 'panels'));
-      if (data.length > 0) q.qpanelPack(data, w, rows, cols);
-      return { format, rows, cols, data, scaleInv: null, layout: lay };
-    }
+    // rounding and reordering in one native pass (136M values for S1's head)
+    const native = lay === 'panels' ? nativePanels((n) => new Uint16Array(n), w, rows, cols, 'bf16') : null;
+    if (native) return { format, rows, cols, data: native, scaleInv: null, layout: lay };
     const data = new Uint16Array(w.length);
     const nat = loadNative();
     if (nat && w.length > 0) nat.cast(data, 'bf16', w, 'f32', w.length); // same round-to-nearest-even as f32ToBf16Bits
@@ -68,13 +65,8 @@ export function packMatrix(w: Float32Array, rows: number, cols: number, format: 
   }
   if (format === 'f32') {
     if (layout !== undefined && layout !== 'panels') throw new FormatError(`${where}: packed f32 weights come in the 'panels' layout only, got '${layout}'`);
-    const q = qgemmNative();
-    if (q) {
-      const data = new Float32Array(packedLength(rows, cols, 'panels', 'f32'));
-      if (data.length > 0) q.qpanelPack(data, w, rows, cols);
-      return { format, rows, cols, data, scaleInv: null, layout: 'panels' };
-    }
-    return { format, rows, cols, data: f32PanelsFromRows(w, rows, cols), scaleInv: null, layout: 'panels' };
+    const data = nativePanels((n) => new Float32Array(n), w, rows, cols, 'f32') ?? f32PanelsFromRows(w, rows, cols);
+    return { format, rows, cols, data, scaleInv: null, layout: 'panels' };
   }
   if (format === 'fp8') {
     const q = quantizeWeight(w, rows, cols); // 128 x 128 blocks, e4m3, scaleInv = amax / 448
@@ -88,13 +80,19 @@ export function packMatrix(w: Float32Array, rows: number, cols: number, format: 
 export function fp8Packed(codes: Uint8Array, scaleInv: Float32Array, rows: number, cols: number, layout?: PackedLayout): PackedMatrix {
   const lay = layout ?? (panelsPreferred('fp8') ? 'panels' : 'rows');
   if (lay !== 'panels') return { format: 'fp8', rows, cols, data: codes, scaleInv };
-  const q = qgemmNative();
-  let data: Uint8Array;
-  if (q) {
-    data = new Uint8Array(packedLength(rows, cols, 'panels', 'fp8'));
-    if (rows * cols > 0) q.qpanelPack(data, codes, rows, cols);
-  } else data = fp8PanelsFromRows(codes, rows, cols);
+  const data = nativePanels((n) => new Uint8Array(n), codes, rows, cols, 'fp8') ?? fp8PanelsFromRows(codes, rows, cols);
   return { format: 'fp8', rows, cols, data, scaleInv, layout: 'panels' };
+}
+
+/** The panel layout of `src` [rows, cols] made by the addon's qpanelPack (f32 values -> bf16 or f32 panels, E4M3
+ * codes -> fp8 panels), or null without the addon (callers then use the TypeScript reorder). */
+function nativePanels<T extends Uint16Array | Float32Array | Uint8Array>(make: (n: number) => T, src: Float32Array | Uint8Array,
+  rows: number, cols: number, format: PackedFormat): T | null {
+  const q = qgemmNative();
+  if (!q) return null;
+  const data = make(packedLength(rows, cols, 'panels', format));
+  if (data.length > 0) q.qpanelPack(data, src, rows, cols);
+  return data;
 }
 
 /** E4M3fn's NaN codes (0x7f, 0xff): the kernels' SIMD decode does not reproduce NaN, so packed fp8 refuses them. */
