@@ -17,8 +17,8 @@
  *   "sleepers" count lets the caller skip the futex wake when everyone is spinning. When threads
  *   outnumber CPUs, spinning would only steal time from the thread that has work, so workers then
  *   block at once.
- * - r1_parallel_team needs every member running at the same time (its members may use barriers), so
- *   team jobs are not stolen: the caller waits for each member.
+ * - r1_parallel_team's members are claimed the same way: a member whose worker has not started when
+ *   the caller is done with its own runs on the caller, after it (members must not wait for each other).
  * - Nesting: a thread-local flag marks "inside a parallel region"; inner calls run serially on the
  *   calling thread. A second, concurrent top-level caller (another OS thread) that finds the pool
  *   busy also runs serially rather than waiting, so no call can deadlock.
@@ -33,6 +33,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define R1_CPU_RELAX() _mm_pause()
@@ -48,7 +52,7 @@
 #define R1_SPIN_NS 100000L
 
 typedef struct {
-  r1_team_fn team;   /* non-NULL: team job, member idx runs team(ctx, idx, nchunks) */
+  r1_team_fn team;   /* non-NULL: team job, member i runs team(ctx, i, nchunks) */
   r1_range_fn fn;
   void *ctx;
   long n;
@@ -62,6 +66,7 @@ static struct {
   pthread_mutex_t call_mu;   /* one top-level parallel call at a time */
   atomic_ulong gen;          /* even: job `gen` published; odd: descriptor being written */
   atomic_int done;           /* chunks (or team members) finished in the current job */
+  atomic_int waiting;        /* the caller sleeps on `done` (futex) until the job is finished */
   atomic_int sleepers;       /* workers blocked (or about to block) on cv */
   atomic_ulong claim[R1_MAX_THREADS]; /* generation in which chunk i was last claimed */
   r1_job job;
@@ -117,6 +122,14 @@ static long now_ns(void) {
   return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
+/* A member finished a chunk: count it, and wake the caller if it went to sleep waiting. */
+static void mark_done(void) {
+  atomic_fetch_add(&pool.done, 1); /* seq_cst: ordered before the waiting load (pairs with wait_done) */
+#ifdef __linux__
+  if (atomic_load(&pool.waiting)) syscall(SYS_futex, (int *)&pool.done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+#endif
+}
+
 /* Claim chunk i of job generation g; fails if it was already claimed in g (claims only grow, so a
  * stale worker holding an older g cannot take a chunk of a newer job either). */
 static int try_claim(int i, unsigned long g) {
@@ -133,8 +146,9 @@ static void run_chunks(const r1_job *job, unsigned long g, int first) {
     if (!try_claim(i, g)) continue;
     long b, e;
     chunk_bounds(job->n, job->nchunks, i, &b, &e);
-    job->fn(job->ctx, b, e, i);
-    atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    if (job->team) job->team(job->ctx, i, job->nchunks);
+    else job->fn(job->ctx, b, e, i);
+    mark_done();
   }
 }
 
@@ -173,12 +187,7 @@ static void *worker_main(void *arg) {
     if (atomic_load_explicit(&pool.gen, memory_order_relaxed) != g) continue; /* torn copy: re-read */
     seen = g;
     if (job.quit) return NULL;
-    if (job.team) {
-      if (idx < job.nchunks) {
-        job.team(job.ctx, idx, job.nchunks);
-        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
-      }
-    } else if (idx < job.nchunks) {
+    if (idx < job.nchunks) {
       run_chunks(&job, g, idx); /* own chunk first, then help with any left */
     }
   }
@@ -200,12 +209,38 @@ static unsigned long publish(const r1_job *job) {
   return g + 2;
 }
 
+/* How long the caller spins for the last members before it sleeps. Sleeping matters on a machine
+ * where the threads outnumber the free CPUs for a moment (the runtime's own background threads): a
+ * member that lost its CPU waits in that CPU's run queue while a spinning caller keeps its own CPU
+ * busy, for a whole time slice (measured 4-30 ms on a 2-core VM); once the caller's CPU goes idle
+ * the kernel moves the waiting member onto it at once. */
+#ifndef R1_WAIT_SPIN_NS
+#define R1_WAIT_SPIN_NS 200000L
+#endif
 static void wait_done(int count) {
-  unsigned spins = 0;
-  while (atomic_load_explicit(&pool.done, memory_order_acquire) < count) {
-    if (++spins < 1u << 14) R1_CPU_RELAX();
-    else sched_yield(); /* a member lost its CPU (shared machine): let it run */
+  int d = atomic_load_explicit(&pool.done, memory_order_acquire);
+  if (d >= count) return;
+  static long spin_ns = -1; /* tuning hook: R1_WAIT_SPIN_NS, read once */
+  if (spin_ns < 0) { const char *e = getenv("R1_WAIT_SPIN_NS"); spin_ns = e ? atol(e) : R1_WAIT_SPIN_NS; if (spin_ns < 0) spin_ns = 0; }
+  long deadline = now_ns() + spin_ns;
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      R1_CPU_RELAX();
+      if (atomic_load_explicit(&pool.done, memory_order_acquire) >= count) return;
+    }
+    if (now_ns() > deadline) break;
   }
+#ifdef __linux__
+  atomic_store(&pool.waiting, 1);
+  while ((d = atomic_load(&pool.done)) < count) {
+    struct timespec ts = {0, 1000000}; /* 1 ms: a bound, should a wake-up ever be missed */
+    syscall(SYS_futex, (int *)&pool.done, FUTEX_WAIT_PRIVATE, d, &ts, NULL, 0);
+  }
+  atomic_store(&pool.waiting, 0);
+  atomic_thread_fence(memory_order_acquire);
+#else
+  while (atomic_load_explicit(&pool.done, memory_order_acquire) < count) sched_yield();
+#endif
 }
 
 static void pool_resize(int threads) {
@@ -278,9 +313,9 @@ void r1_parallel_team(int max_threads, r1_team_fn fn, void *ctx) {
     fn(ctx, 0, 1);
   } else {
     r1_job job = {.team = fn, .ctx = ctx, .n = nteam, .nchunks = nteam};
-    publish(&job);
-    fn(ctx, 0, nteam);
-    wait_done(nteam - 1);
+    unsigned long g = publish(&job);
+    run_chunks(&job, g, 0);
+    wait_done(nteam);
   }
   in_region = 0;
   pthread_mutex_unlock(&pool.call_mu);

@@ -17,9 +17,11 @@ void r1_set_num_threads(int n);        /* 1..64; takes effect on next call */
 /* Run fn over [0,n) split into chunks of at least `grain` items (grain >= 1). */
 void r1_parallel_for(long n, long grain, r1_range_fn fn, void *ctx);
 
-/* Team form: run fn(ctx, tid, nteam) once on each of nteam threads (tid 0 = the caller), with
- * 1 <= nteam <= max_threads decided by the pool (1 when nested or when the pool is busy). All members
- * are separate threads running at the same time, so fn may synchronise them with barriers. */
+/* Team form: run fn(ctx, tid, nteam) once for each tid in [0, nteam) (tid 0 on the caller), with
+ * 1 <= nteam <= max_threads decided by the pool (1 when nested or when the pool is busy). Members are
+ * meant for separate threads, but a member whose thread has not started when the caller has finished
+ * its own runs on the caller, after it: members share work through their own counters and must never
+ * wait for one another (no barriers). */
 typedef void (*r1_team_fn)(void *ctx, int tid, int nteam);
 void r1_parallel_team(int max_threads, r1_team_fn fn, void *ctx);
 #endif
