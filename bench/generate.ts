@@ -28,6 +28,7 @@
  * the other, not interleaved. --repeat N measures every row N times with the batch sizes interleaved (B1, B16, B1,
  * B16, ...: a slow stretch of a shared machine then falls on both sides of the batch-16 / batch-1 ratio) and reports
  * each phase's median run, with the lowest and highest tokens/s of the N (fields repeats, tokens_per_s_min/max).
+ * Before its timed runs r1ts runs once per batch size untimed (V8 compiles the hot JavaScript during the first runs).
  *
  * Targets (issue 5): batch-1 decode >= 70% of the roofline; >= 1.0x llama.cpp at equal bytes per parameter;
  * batch-16 decode throughput >= 8x batch-1 (field `batch_speedup` on the batch-16 decode rows).
@@ -439,8 +440,10 @@ export default async function main(argv: string[]): Promise<void> {
             const per = sum.bytesAfter / sum.params;
             bytes = decodeBytesPerToken(config, (n, s) => numel(s) * (packedNames.has(n) ? per : 4), sum.tiedHeadBytes || undefined);
           }
-          // Warm-up (untimed): first touch of the weights and of the tensor pool, as the peers get below.
-          runEngine(model, [promptsOf.get(o.batches[0]!)![0]!.slice(0, 8)], 2, o.kvCache);
+          // Warm-up (untimed): first touch of the weights and of the tensor pool, as the peers get below, and one
+          // whole run per batch size, so the timed runs meet the JavaScript as V8's optimizing compiler leaves it
+          // (T1 at batch 1: the first two or three runs of 128 tokens are up to 2x slower than the later ones).
+          for (const b of o.batches) runEngine(model, promptsOf.get(b)!, o.gen, o.kvCache);
           const held = weightBytes(model);
           const runs = new Map<number, Measured[]>(o.batches.map((b) => [b, []]));
           const probes: number[] = [];

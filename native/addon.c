@@ -538,6 +538,26 @@ static napi_value f_xent(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value f_greedy_pick(napi_env env, napi_callback_info info) {
+  BEGIN("greedyPick", 6);
+  arr_t ids, loss, lse, lg;
+  ARG_I32(0, &ids, "ids");
+  ARG_F32(1, &loss, "loss");
+  ARG_F32(2, &lse, "lse");
+  ARG_F32(3, &lg, "logits");
+  ARG_SIZE(4, rows, "rows");
+  ARG_SIZE(5, V, "V");
+  long n;
+  if (!mul2(C, rows, V, &n)) return NULL;
+  NEED(&ids, 0, rows, "ids");
+  NEED(&loss, 0, rows, "loss");
+  NEED(&lse, 0, rows, "lse");
+  NEED(&lg, 0, n, "logits");
+  if (V < 1 && rows > 0) return fail(C, 1, "V = %ld: a row of logits needs at least one entry", V), NULL;
+  k_greedy_pick(ids.data, loss.data, lse.data, lg.data, rows, V);
+  return NULL;
+}
+
 static napi_value f_xent_grad(napi_env env, napi_callback_info info) {
   BEGIN("crossEntropyGrad", 8);
   arr_t dl, lg, lse, t, dloss;
@@ -903,7 +923,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"copy", f_copy}, {"cast", f_cast}, {"unary", f_unary}, {"unaryGrad", f_unary_grad},
     {"binary", f_binary}, {"compare", f_compare}, {"where", f_where}, {"reduce", f_reduce}, {"readProbe", f_read_probe},
     {"argReduce", f_argreduce}, {"matmul", f_matmul}, {"softmax", f_softmax}, {"softmaxGrad", f_softmax_grad},
-    {"rmsnorm", f_rmsnorm}, {"rmsnormGrad", f_rmsnorm_grad}, {"rope", f_rope}, {"crossEntropy", f_xent},
+    {"rmsnorm", f_rmsnorm}, {"rmsnormGrad", f_rmsnorm_grad}, {"rope", f_rope}, {"crossEntropy", f_xent}, {"greedyPick", f_greedy_pick},
     {"crossEntropyGrad", f_xent_grad}, {"attention", f_attention}, {"attentionRagged", f_attention_ragged}, {"attentionGrad", f_attention_grad},
     {"siluMul", f_silu_mul}, {"siluMulGrad", f_silu_mul_grad}, {"indexSelect", f_index_select},
     {"indexAdd", f_index_add}, {"gather", f_gather}, {"scatter", f_scatter}, {"topk", f_topk},

@@ -1254,6 +1254,7 @@ void k_rope(float *dst, const float *x, const float *cos, const float *sin, cons
 #define XBLK 2048
 typedef struct {
   float *loss, *lse, *dl; const float *x, *lsein, *dloss; const int32_t *t; long V, ign;
+  int32_t *pick; /* k_greedy_pick: each row's argmax is found on the way and is its target */
 } xent_ctx;
 
 static void xent_rows(void *vc, long b, long e, int tid) {
@@ -1264,6 +1265,7 @@ static void xent_rows(void *vc, long b, long e, int tid) {
     const float *x = c->x + r * c->V;
     float m = -INFINITY;
     double s = 0;
+    long best = 0; /* with pick: the first element equal to the max so far (a later block must exceed it) */
     for (long j0 = 0; j0 < c->V; j0 += XBLK) {
       long n = min_l(XBLK, c->V - j0);
       float bm = V->max(x + j0, n);
@@ -1271,13 +1273,18 @@ static void xent_rows(void *vc, long b, long e, int tid) {
       if (bm > m) {
         if (m != -INFINITY) s *= exp((double)m - (double)bm);
         m = bm;
+        if (c->pick) for (best = j0; x[best] != bm; best++) {}
       }
       if (m == -INFINITY) continue; /* everything so far is -inf: contributes nothing */
       s += V->sumexp(NULL, x + j0, n, m);
     }
     float l = (m != m) ? NAN : (m == -INFINITY || m == INFINITY) ? m : (float)((double)m + log(s));
     c->lse[r] = l;
-    long t = c->t[r];
+    if (c->pick) {
+      if (m != m) for (best = 0; x[best] == x[best]; best++) {} /* as k_argreduce: the first NaN */
+      c->pick[r] = (int32_t)best;
+    }
+    long t = c->pick ? best : c->t[r];
     c->loss[r] = (t == c->ign) ? 0.0f : l - x[t];
   }
 }
@@ -1321,7 +1328,13 @@ void k_xent(float *loss, float *lse, const float *logits, const int32_t *targets
     loss[0] = targets[0] == ignore ? 0.0f : l - logits[targets[0]];
     return;
   }
-  xent_ctx c = {loss, lse, NULL, logits, NULL, NULL, targets, V, ignore};
+  xent_ctx c = {loss, lse, NULL, logits, NULL, NULL, targets, V, ignore, NULL};
+  r1_parallel_for(rows, row_grain(V), xent_rows, &c);
+}
+/* Greedy decoding's pick for rows of logits in one pass over each: ids = the argmax (the first of equal maxima; the
+ * first NaN where there is one, as k_argreduce), lse and loss = lse - logit of the pick (-logprob), as k_xent. */
+void k_greedy_pick(int32_t *ids, float *loss, float *lse, const float *logits, long rows, long V) {
+  xent_ctx c = {loss, lse, NULL, logits, NULL, NULL, ids, V, -1, ids};
   r1_parallel_for(rows, row_grain(V), xent_rows, &c);
 }
 
@@ -1359,7 +1372,7 @@ static void xent_grad_rows(void *vc, long b, long e, int tid) {
 }
 void k_xent_grad(float *dlogits, const float *logits, const float *lse, const int32_t *targets, const float *dloss,
                  long rows, long V, long ignore) {
-  xent_ctx c = {NULL, NULL, dlogits, logits, lse, dloss, targets, V, ignore};
+  xent_ctx c = {NULL, NULL, dlogits, logits, lse, dloss, targets, V, ignore, NULL};
   r1_parallel_for(rows, row_grain(V), xent_grad_rows, &c);
 }
 

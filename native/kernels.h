@@ -50,6 +50,7 @@ void k_rmsnorm_grad(float *dx, float *dw, const float *dy, const float *x, const
 void k_rope(float *dst, const float *x, const float *cos, const float *sin, const int32_t *pos,
             long T, long H, long D, long R, int interleaved, int inverse);
 void k_xent(float *loss, float *lse, const float *logits, const int32_t *targets, long rows, long V, long ignore);
+void k_greedy_pick(int32_t *ids, float *loss, float *lse, const float *logits, long rows, long V);
 void k_xent_grad(float *dlogits, const float *logits, const float *lse, const int32_t *targets, const float *dloss,
                  long rows, long V, long ignore);
 /* mask: NULL or pointer at mask offset with 4 strides (b, h, i, j). */

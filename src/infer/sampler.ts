@@ -108,16 +108,15 @@ export interface GreedyPick {
 }
 
 /**
- * Greedy picks of `rows` logit rows [rows, V] (contiguous) in two native calls whose rows are shared among the
- * threads (a batched decode step: 16 rows of 152K logits), for `Sampler.sample(..., pre)`; null without the addon or
- * below the native vocabulary size.
+ * Greedy picks of `rows` logit rows [rows, V] (contiguous) in one native call whose rows are shared among the threads
+ * (a batched decode step: 16 rows of 152K logits), for `Sampler.sample(..., pre)`; null without the addon or below
+ * the native vocabulary size.
  */
 export function greedyRows(block: Float32Array, rows: number, V: number): GreedyPick[] | null {
   const native = V >= NATIVE_LSE_MIN ? loadNative() : null;
   if (!native || block.length !== rows * V) return null;
   const ids = new Int32Array(rows), loss = new Float32Array(rows), lse = new Float32Array(rows);
-  native.argReduce('argmax', ids, block, rows, V, 1);
-  native.crossEntropy(loss, lse, block, ids, rows, V, -1);
+  native.greedyPick(ids, loss, lse, block, rows, V);
   return Array.from({ length: rows }, (_, i) => ({ token: ids[i]!, loss: loss[i]!, lse: lse[i]! }));
 }
 

@@ -376,6 +376,34 @@ test('native: one long row (>= 32768, split among the threads): argmax and cross
   }
 });
 
+test('native: greedyPick equals argReduce then crossEntropy bit for bit (ties across blocks, NaN, infinities, many rows)', { skip: SKIP }, () => {
+  const eq = (a: number, b: number) => Object.is(a, b);
+  for (const V of [1, 7, 2048, 2049, 5000, 151936]) {
+    const base = () => Float32Array.from({ length: V }, (_, i) => Math.sin(i * 0.37 + V) * 4);
+    const rows: [string, Float32Array][] = [['plain', base()]];
+    let r = base(); r[V - 1] = 30; r[0] = 30; rows.push(['tie: the first', r]);
+    if (V > 2100) { r = base(); r[2100] = 30; r[100] = 30; rows.push(['tie across blocks: the first', r]); }
+    r = base(); r[V >> 1] = NaN; r[V - 1] = 50; rows.push(['NaN', r]);
+    r = base(); r[V - 1] = Infinity; rows.push(['+inf', r]);
+    rows.push(['all -inf', base().fill(-Infinity)]);
+    r = base().fill(-Infinity); r[V - 1] = -3; rows.push(['one finite value, last', r]);
+    r = base(); for (let i = 0; i < V; i++) r[i]! += i / 500; rows.push(['growing maxima', r]);
+    const n = rows.length, block = new Float32Array(n * V);
+    rows.forEach(([, x], i) => block.set(x, i * V));
+    const ids = new Int32Array(n), loss = new Float32Array(n), lse = new Float32Array(n);
+    N.greedyPick(ids, loss, lse, block, n, V);
+    const a = new Int32Array(n), l = new Float32Array(n), s = new Float32Array(n);
+    N.argReduce('argmax', a, block, n, V, 1);
+    N.crossEntropy(l, s, block, a, n, V, -1);
+    rows.forEach(([what], i) => {
+      const w = `V = ${V}, ${what}`;
+      assert.equal(ids[i], a[i], `${w}: the argmax`);
+      assert.ok(eq(lse[i]!, s[i]!) && eq(loss[i]!, l[i]!), `${w}: lse ${lse[i]} / loss ${loss[i]} against ${s[i]} / ${l[i]}`);
+    });
+  }
+  assert.throws(() => N.greedyPick(new Int32Array(2), new Float32Array(2), new Float32Array(2), new Float32Array(10), 2, 6), /logits/);
+});
+
 test('native: matmul (transposes, batch broadcast, offsets, leading dims, accumulate)', { skip: SKIP }, () => {
   reseed(7);
   const cases: [number, number, number, number][] = [[1, 1, 1, 1], [1, 3, 7, 5], [2, 17, 31, 33], [3, 1, 63, 129],

@@ -28,6 +28,12 @@ export interface NativeBackend extends Backend {
   /** Threads of the native pool (R1_THREADS sets the initial count). */
   getThreads(): number;
   setThreads(n: number): void;
+  /**
+   * Greedy decoding's pick over rows of logits [rows, V], one pass over each row: ids[r] = the argmax (the first of
+   * equal maxima, the first NaN where there is one: as argReduce), lse[r] and loss[r] = lse[r] - logits[r, ids[r]]
+   * (the pick's -logprob): as crossEntropy with the argmax as target, bit for bit.
+   */
+  greedyPick(ids: Int32Array, loss: Float32Array, lse: Float32Array, logits: Float32Array, rows: number, V: number): void;
 }
 
 type Arr = AnyArray;
@@ -53,6 +59,7 @@ interface Addon {
   rope(dst: Float32Array, x: Float32Array, cos: Float32Array, sin: Float32Array, pos: Int32Array,
     T: number, H: number, D: number, R: number, interleaved: boolean, inverse: boolean): void;
   crossEntropy(loss: Float32Array, lse: Float32Array, logits: Float32Array, targets: Int32Array, rows: number, V: number, ignore: number): void;
+  greedyPick(ids: Int32Array, loss: Float32Array, lse: Float32Array, logits: Float32Array, rows: number, V: number): void;
   crossEntropyGrad(dlogits: Float32Array, logits: Float32Array, lse: Float32Array, targets: Int32Array, dloss: Float32Array,
     rows: number, V: number, ignore: number): void;
   attention(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
@@ -183,6 +190,7 @@ function wrap(A: Addon): NativeBackend {
     isa: A.isa(),
     getThreads: () => A.getThreads(),
     setThreads: (n: number) => A.setThreads(n),
+    greedyPick: (ids, loss, lse, logits, rows, V) => A.greedyPick(ids, loss, lse, logits, rows, V),
 
     copy(dst, src, shape) {
       if (dst.data.constructor !== src.data.constructor || !pack(shape, [dst, src])) return jsBackend.copy(dst, src, shape);
