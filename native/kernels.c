@@ -1425,9 +1425,24 @@ AVX2 static void silu_mul_grad_avx2(void *vc, long b0, long e, int tid) {
   (void)tid;
 }
 #endif
+/* The same on 16 lanes, operation for operation (v_exp512 is v_exp's algorithm), so the results do not depend on the
+ * ISA: S1's batch-16 decode step, 24 calls of 78K values, ~1.2 -> ~0.6 ms. */
+A512 static void silu_mul_avx512(void *vc, long b0, long e, int tid) {
+  (void)tid;
+  swi_ctx *c = vc;
+  for (long i = b0; i < e; i += 16) {
+    const __mmask16 k = e - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (e - i)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(k, c->a + i);
+    const __m512 ex = v_exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(a)));
+    const __m512 r = _mm512_div_ps(S16(1.0f), _mm512_add_ps(S16(1.0f), ex));
+    const __m512 sg = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_mul_ps(ex, r));
+    _mm512_mask_storeu_ps(c->y + i, k, _mm512_mul_ps(_mm512_mul_ps(a, sg), _mm512_maskz_loadu_ps(k, c->b + i)));
+  }
+}
 void k_silu_mul(float *y, const float *a, const float *b, long n) {
   swi_ctx c = {y, NULL, NULL, a, b, NULL};
 #ifdef R1_X86
+  if (r1_isa() >= R1_ISA_AVX512) { r1_parallel_for(n, GRAIN, silu_mul_avx512, &c); return; }
   if (use_avx2()) { r1_parallel_for(n, GRAIN, silu_mul_avx2, &c); return; }
 #endif
   r1_parallel_for(n, GRAIN, silu_mul_c, &c);

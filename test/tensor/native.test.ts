@@ -567,6 +567,27 @@ test('native: attention forward and backward (GQA, causal Sq < Sk, Dk != Dv, mas
   cases.forEach((c, i) => attnCase(c, 100 + i));
 });
 
+test('native: siluMul gives the same bits on AVX-512 and AVX2 (the same operations lane for lane)', { skip: SKIP || (!N.isa.startsWith('avx512') ? 'needs AVX-512' : false) }, () => {
+  const n = 4099;
+  const code = `const { loadNative } = await import(${JSON.stringify(new URL('../../src/tensor/backends/native.js', import.meta.url).href)});
+    const N = loadNative(), n = ${n};
+    const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * (i % 50)), b = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+    a[3] = NaN; a[5] = Infinity; a[6] = -Infinity; a[7] = -0;
+    const y = new Float32Array(n); N.siluMul(y, a, b, n);
+    process.stdout.write(N.isa + ' ' + Buffer.from(y.buffer).toString('base64'));`;
+  const run = (isa: string | null) => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (isa) env.R1_ISA = isa; else delete env.R1_ISA;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { env, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.split(' ');
+  };
+  const [i512, y512] = run(null), [i2, y2] = run('avx2');
+  assert.ok(i512!.startsWith('avx512'), i512);
+  assert.equal(i2, 'avx2');
+  assert.equal(y512, y2, 'siluMul: AVX-512 and AVX2 bits differ');
+});
+
 test('native: siluMul, adamw', { skip: SKIP }, () => {
   reseed(12);
   for (const n of [...ODD, 50000]) {

@@ -23,7 +23,7 @@ import type {
 import { jsBackend } from './js.js';
 
 export interface NativeBackend extends Backend {
-  /** SIMD level the kernels run with: 'avx512' | 'avx2' | 'scalar' (R1_ISA caps it). */
+  /** SIMD level the kernels run with: 'avx512bf16' | 'avx512' | 'avx2' | 'scalar' (R1_ISA caps it). */
   isa: string;
   /** Threads of the native pool (R1_THREADS sets the initial count). */
   getThreads(): number;
