@@ -27,7 +27,7 @@ import { ropeTables, yarnMscale } from '../nn/rope.js';
 import { isMoeLayer, type DeepseekConfig } from './config.js';
 import { initOptions, type BuildOptions } from './llama.js';
 import { ShapeError } from '../errors.js';
-import { packSegments, type SegmentInput } from './segments.js';
+import { packSegments, runLayer, type SegmentInput } from './segments.js';
 
 /** Softmax scale of MLA: 1/sqrt(qk_nope + qk_rope) times YaRN's mscale^2 (mscale_all_dim, as HF's DeepseekV3Attention). */
 export function mlaSoftmaxScale(c: DeepseekConfig): number {
@@ -512,7 +512,7 @@ export class DeepseekV3ForCausalLM extends Module {
     let x = this.model.embed_tokens.forward(p.ids);
     const caches: MLACache[][] = segs.map(() => []);
     this.mainLayers.forEach((layer, li) => {
-      const res = layer.forwardSegments(x, r, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null })));
+      const res = runLayer(x, () => layer.forwardSegments(x, r, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null }))));
       x = res.out;
       res.caches.forEach((kv, i) => caches[i]!.push(kv));
     });

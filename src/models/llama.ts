@@ -16,7 +16,7 @@ import { ropeTables } from '../nn/rope.js';
 import type { DenseConfig } from './config.js';
 import { ShapeError } from '../errors.js';
 import * as T from '../tensor/index.js';
-import { packSegments, type SegmentInput } from './segments.js';
+import { packSegments, runLayer, type SegmentInput } from './segments.js';
 
 export interface BuildOptions {
   /** 'random' initialises like HF (normal(0, initializer_range)); 'empty' allocates zeros for loading. */
@@ -128,7 +128,7 @@ export class DenseCausalLM extends Module {
     const caches: KVPair[][] = segs.map(() => []);
     const ctx = { cos: this.cos, sin: this.sin, positions: p.positions, cacheDtype };
     this.model.layers.items.forEach((layer, li) => {
-      const r = layer.forwardSegments(x, ctx, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null })));
+      const r = runLayer(x, () => layer.forwardSegments(x, ctx, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null }))));
       x = r.out;
       r.present.forEach((kv, i) => caches[i]!.push(kv));
     });

@@ -3,7 +3,7 @@
  * (vLLM's "flattened" batch). Linear layers, norms and experts see all N tokens at once; attention runs per
  * sequence against its own cache. Each sequence continues at its own position.
  */
-import { Tensor, fromArray } from '../tensor/index.js';
+import { Tensor, fromArray, tidy, isGradEnabled } from '../tensor/index.js';
 import { ShapeError } from '../errors.js';
 
 export interface SegmentInput<C> {
@@ -49,4 +49,18 @@ export function packSegments(segs: readonly SegmentInput<unknown>[], maxPosition
   });
   if (all) for (let i = 0; i < N; i++) rows[i] = i;
   return { ids: fromArray(ids, [1, N]), positions: fromArray(pos, [N]), rows: fromArray(rows, [rows.length]), N };
+}
+
+/**
+ * One layer of a ragged inference step: fn runs in its own tidy() scope, so the layer's intermediates (norms,
+ * projections, attention and MLP outputs) go back to the tensor pool as soon as the layer is done, and its input
+ * `x` (the previous layer's output) is disposed after it. The next layer then writes into the same buffers, still in
+ * cache, instead of fresh ones (S1 at batch 16: ~30 buffers of 57-311 KB per layer, ~22 MB a step). What fn returns
+ * (the layer's output and its caches) moves to the enclosing scope. Under autograd nothing is freed early.
+ */
+export function runLayer<R>(x: Tensor, fn: () => R): R {
+  if (isGradEnabled()) return fn();
+  const r = tidy(fn);
+  x.dispose();
+  return r;
 }
