@@ -210,10 +210,12 @@ static unsigned long publish(const r1_job *job) {
 }
 
 /* How long the caller spins for the last members before it sleeps. Sleeping matters on a machine
- * where the threads outnumber the free CPUs for a moment (the runtime's own background threads): a
- * member that lost its CPU waits in that CPU's run queue while a spinning caller keeps its own CPU
- * busy, for a whole time slice (measured 4-30 ms on a 2-core VM); once the caller's CPU goes idle
- * the kernel moves the waiting member onto it at once. */
+ * where the threads outnumber the free CPUs for a moment (V8's own background threads: GC, compiler):
+ * a member that lost its CPU waits in that CPU's run queue while a spinning caller keeps its own CPU
+ * busy, possibly for a whole time slice (single kernel calls stalled 4-30 ms on a 2-core VM, with the
+ * main thread preempted hundreds of times per second); a caller that sleeps leaves its CPU idle, and
+ * the scheduler can move the waiting member there. 200 us: a sleep (and the futex wake-up the last
+ * member then pays) only for waits far longer than the usual imbalance of a split. */
 #ifndef R1_WAIT_SPIN_NS
 #define R1_WAIT_SPIN_NS 200000L
 #endif
