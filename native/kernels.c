@@ -1426,7 +1426,7 @@ AVX2 static void silu_mul_grad_avx2(void *vc, long b0, long e, int tid) {
 }
 #endif
 /* The same on 16 lanes, operation for operation (v_exp512 is v_exp's algorithm), so the results do not depend on the
- * ISA: S1's batch-16 decode step, 24 calls of 78K values, ~1.2 -> ~0.6 ms. */
+ * ISA: 77824 values (S1's MLP at batch 16) 27 -> 14 us a call with its inputs in cache. */
 A512 static void silu_mul_avx512(void *vc, long b0, long e, int tid) {
   (void)tid;
   swi_ctx *c = vc;
