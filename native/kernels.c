@@ -1019,7 +1019,10 @@ static void argreduce_range(void *vc, long b, long e, int tid) {
  * the threads: each part's max and sum of exp, combined in double (k_xent). */
 #define SPLIT_MIN 32768
 #define SPLIT_MAX_PARTS 64
-typedef struct { const float *x; long n, parts; float m[SPLIT_MAX_PARTS]; double s[SPLIT_MAX_PARTS]; } split_ctx;
+typedef struct {
+  const float *x; long n, parts; float m[SPLIT_MAX_PARTS]; double s[SPLIT_MAX_PARTS];
+  int pick; long best[SPLIT_MAX_PARTS]; /* pick: each part's first element equal to its max */
+} split_ctx;
 static int split_parts(long n) {
   const int t = r1_num_threads();
   return n >= SPLIT_MIN && t > 1 ? (int)min_l(t, SPLIT_MAX_PARTS) : 1;
@@ -1297,6 +1300,7 @@ static void split_lse(void *vc, long b, long e, int tid) {
     const long lo = p * c->n / c->parts, hi = (p + 1) * c->n / c->parts;
     float m = -INFINITY;
     double s = 0;
+    long best = lo;
     for (long j0 = lo; j0 < hi; j0 += XBLK) {
       const long n = min_l(XBLK, hi - j0);
       const float bm = V->max(c->x + j0, n);
@@ -1304,26 +1308,41 @@ static void split_lse(void *vc, long b, long e, int tid) {
       if (bm > m) {
         if (m != -INFINITY) s *= exp((double)m - (double)bm);
         m = bm;
+        if (c->pick) for (best = j0; c->x[best] != bm; best++) {}
       }
       if (m == -INFINITY) continue;
       s += V->sumexp(NULL, c->x + j0, n, m);
     }
     c->m[p] = m;
     c->s[p] = s;
+    c->best[p] = best;
   }
+}
+/* One long row split among the threads: lse (parts combined in double), and with pick the argmax (the first part
+ * holding the max: its first element equal to it; the first NaN where there is one). */
+static float split_row(const float *x, long V, int pick, long *argmax) {
+  split_ctx c = {x, V, split_parts(V), {0}, {0}, pick, {0}};
+  r1_parallel_for(c.parts, 1, split_lse, &c);
+  float m = -INFINITY;
+  int nan = 0;
+  long best = 0;
+  for (long p = 0; p < c.parts; p++) {
+    if (c.m[p] != c.m[p]) nan = 1;
+    else if (c.m[p] > m) { m = c.m[p]; best = c.best[p]; }
+  }
+  double s = 0;
+  if (!nan && m != -INFINITY && m != INFINITY)
+    for (long p = 0; p < c.parts; p++)
+      if (c.m[p] != -INFINITY) s += c.s[p] * exp((double)c.m[p] - (double)m);
+  if (pick) {
+    if (nan) for (best = 0; x[best] == x[best]; best++) {}
+    *argmax = best;
+  }
+  return nan ? NAN : (m == -INFINITY || m == INFINITY) ? m : (float)((double)m + log(s));
 }
 void k_xent(float *loss, float *lse, const float *logits, const int32_t *targets, long rows, long V, long ignore) {
   if (rows == 1 && split_parts(V) > 1) { /* one long row (the sampler's logprob): split among the threads */
-    split_ctx c = {logits, V, split_parts(V), {0}, {0}};
-    r1_parallel_for(c.parts, 1, split_lse, &c);
-    float m = -INFINITY;
-    int nan = 0;
-    for (long p = 0; p < c.parts; p++) { if (c.m[p] != c.m[p]) nan = 1; else if (c.m[p] > m) m = c.m[p]; }
-    double s = 0;
-    if (!nan && m != -INFINITY && m != INFINITY)
-      for (long p = 0; p < c.parts; p++)
-        if (c.m[p] != -INFINITY) s += c.s[p] * exp((double)c.m[p] - (double)m);
-    const float l = nan ? NAN : (m == -INFINITY || m == INFINITY) ? m : (float)((double)m + log(s));
+    const float l = split_row(logits, V, 0, NULL);
     lse[0] = l;
     loss[0] = targets[0] == ignore ? 0.0f : l - logits[targets[0]];
     return;
@@ -1334,6 +1353,13 @@ void k_xent(float *loss, float *lse, const float *logits, const int32_t *targets
 /* Greedy decoding's pick for rows of logits in one pass over each: ids = the argmax (the first of equal maxima; the
  * first NaN where there is one, as k_argreduce), lse and loss = lse - logit of the pick (-logprob), as k_xent. */
 void k_greedy_pick(int32_t *ids, float *loss, float *lse, const float *logits, long rows, long V) {
+  if (rows == 1 && split_parts(V) > 1) { /* one long row: split among the threads, as k_xent */
+    long best = 0;
+    lse[0] = split_row(logits, V, 1, &best);
+    ids[0] = (int32_t)best;
+    loss[0] = lse[0] - logits[best];
+    return;
+  }
   xent_ctx c = {loss, lse, NULL, logits, NULL, NULL, ids, V, -1, ids};
   r1_parallel_for(rows, row_grain(V), xent_rows, &c);
 }

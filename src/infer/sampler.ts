@@ -232,8 +232,8 @@ export class Sampler {
   }
 
   /**
-   * Greedy without penalties on a large vocabulary (the common decode case): the native argmax and cross-entropy
-   * kernels (log-sum-exp for the logprob, no V-sized output) instead of copying the row three times; a JS pass over
+   * Greedy without penalties on a large vocabulary (the common decode case): the native greedyPick
+   * (argmax and log-sum-exp for the logprob in one pass, no V-sized output) instead of copying the row three times; a JS pass over
    * the row only to name a bad logit. Same token and logprob as the general path; null when it does not apply.
    */
   private greedyPlain(logits: Float32Array, history: ArrayLike<number>, promptLength: number, pre?: GreedyPick): { token: number; logprob: number } | null {
@@ -242,13 +242,12 @@ export class Sampler {
     const native = loadNative();
     if (!native) return null;
     if (!Number.isInteger(promptLength) || promptLength < 0 || promptLength > history.length) return null; // the general path reports it
-    // Native argmax (vectorised max, then its first occurrence: ties -> lowest id) and log-sum-exp. A finite lse means
-    // no NaN, no +Infinity and not all -Infinity; otherwise the scan below names the offending logit.
+    // Native argmax (ties -> lowest id) and log-sum-exp in one pass (greedyPick). A finite lse means no NaN, no
+    // +Infinity and not all -Infinity; otherwise the scan below names the offending logit.
     if (pre) {
       ceTarget[0] = pre.token; ceLoss[0] = pre.loss; ceLse[0] = pre.lse;
     } else {
-      native.argReduce('argmax', ceTarget, logits, 1, V, 1);
-      native.crossEntropy(ceLoss, ceLse, logits, ceTarget, 1, V, -1);
+      native.greedyPick(ceTarget, ceLoss, ceLse, logits, 1, V);
     }
     const best = ceTarget[0]!;
     if (!Number.isFinite(ceLse[0]!)) {

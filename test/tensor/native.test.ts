@@ -378,11 +378,12 @@ test('native: one long row (>= 32768, split among the threads): argmax and cross
 
 test('native: greedyPick equals argReduce then crossEntropy bit for bit (ties across blocks, NaN, infinities, many rows)', { skip: SKIP }, () => {
   const eq = (a: number, b: number) => Object.is(a, b);
-  for (const V of [1, 7, 2048, 2049, 5000, 151936]) {
+  for (const V of [1, 7, 2048, 2049, 5000, 40000, 151936]) {
     const base = () => Float32Array.from({ length: V }, (_, i) => Math.sin(i * 0.37 + V) * 4);
     const rows: [string, Float32Array][] = [['plain', base()]];
     let r = base(); r[V - 1] = 30; r[0] = 30; rows.push(['tie: the first', r]);
     if (V > 2100) { r = base(); r[2100] = 30; r[100] = 30; rows.push(['tie across blocks: the first', r]); }
+    if (V > 32768) { r = base(); r[V - 5] = 30; r[V >> 2] = 30; rows.push(['tie across thread parts: the first', r]); }
     r = base(); r[V >> 1] = NaN; r[V - 1] = 50; rows.push(['NaN', r]);
     r = base(); r[V - 1] = Infinity; rows.push(['+inf', r]);
     rows.push(['all -inf', base().fill(-Infinity)]);
@@ -400,6 +401,26 @@ test('native: greedyPick equals argReduce then crossEntropy bit for bit (ties ac
       assert.equal(ids[i], a[i], `${w}: the argmax`);
       assert.ok(eq(lse[i]!, s[i]!) && eq(loss[i]!, l[i]!), `${w}: lse ${lse[i]} / loss ${loss[i]} against ${s[i]} / ${l[i]}`);
     });
+    // one row at a time: from 32768 values the row is split among the threads (as argReduce + crossEntropy)
+    const before = N.getThreads();
+    try {
+      for (const threads of [1, 2, 3]) {
+        N.setThreads(threads);
+        rows.forEach(([what], i) => {
+          const x = block.subarray(i * V, (i + 1) * V);
+          const id = new Int32Array(1), ls = new Float32Array(1), ee = new Float32Array(1);
+          N.greedyPick(id, ls, ee, x, 1, V);
+          const a1 = new Int32Array(1), l1 = new Float32Array(1), s1 = new Float32Array(1);
+          N.argReduce('argmax', a1, x, 1, V, 1);
+          N.crossEntropy(l1, s1, x, a1, 1, V, -1);
+          const w = `V = ${V}, one row, ${threads} threads, ${what}`;
+          assert.equal(id[0], a1[0], `${w}: the argmax`);
+          assert.ok(eq(ee[0]!, s1[0]!) && eq(ls[0]!, l1[0]!), `${w}: lse ${ee[0]} / loss ${ls[0]} against ${s1[0]} / ${l1[0]}`);
+        });
+      }
+    } finally {
+      N.setThreads(before);
+    }
   }
   assert.throws(() => N.greedyPick(new Int32Array(2), new Float32Array(2), new Float32Array(2), new Float32Array(10), 2, 6), /logits/);
 });
