@@ -148,6 +148,16 @@ T5F AI void add16(float *y, long valid, __m512 acc) {
   _mm512_mask_storeu_ps(y, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y)));
 }
 
+/* y = acc * s + (add ? y : bias, or 0 without one), the first `valid` lanes (a chunk's sums times its fp8 block
+ * scale): one explicit FMA, so the rounding is the same in every kernel shape — left to the compiler, the multiply
+ * and the add were contracted in some instantiations and not in others, and an output's last bit depended on which
+ * register block computed it (how the panels fell to the threads, or which other matrices shared the product). */
+T5F AI void store16s(float *y, const float *bias, long valid, __m512 acc, __m512 s, int add) {
+  const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
+  const __m512 c = add ? _mm512_maskz_loadu_ps(m, y) : bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
+  _mm512_mask_storeu_ps(y, m, _mm512_fmadd_ps(acc, s, c));
+}
+
 /* M = 1 (gemv_panels_n, gemv_range): y = x . W^T, GP panels at a time, each read with a software prefetch pfd bytes
  * ahead (0: none).
  * Why four panels and a prefetch: at K = 896 a panel is 28 KB, and streaming two of them at a time left the two

@@ -56,11 +56,10 @@ QK_T AI void KN(gemv_panels_n)(const pctx *c, long q, long d, const int n, long 
   if (MR > i) {                                                                                                    \
     float *yr = y + (i) * N;                                                                                       \
     if (sc) {                                                                                                      \
-      c0##i = _mm512_mul_ps(c0##i, s0);                                                                            \
-      if (NR > 1) c1##i = _mm512_mul_ps(c1##i, s1);                                                                \
-      if (NR > 2) c2##i = _mm512_mul_ps(c2##i, s2);                                                                \
-    }                                                                                                              \
-    if (acc) {                                                                                                     \
+      store16s(yr, bias, valid, c0##i, s0, acc);                                                                   \
+      if (NR > 1) store16s(yr + yd, bias ? bias + yd : NULL, valid - yd, c1##i, s1, acc);                          \
+      if (NR > 2) store16s(yr + 2 * yd, bias ? bias + 2 * yd : NULL, valid - 2 * yd, c2##i, s2, acc);              \
+    } else if (acc) {                                                                                              \
       add16(yr, valid, c0##i);                                                                                     \
       if (NR > 1) add16(yr + yd, valid - yd, c1##i);                                                               \
       if (NR > 2) add16(yr + 2 * yd, valid - 2 * yd, c2##i);                                                       \

@@ -10,7 +10,7 @@ import { FormatError } from '../errors.js';
 import { openHfFolder, readWeightF32Into, logicalWeightNames, saveHfFolder, fp8Scales, SCALE_INV_SUFFIX, type SavedFolder } from '../io/hf-folder.js';
 import type { TensorSource } from '../io/safetensors.js';
 import {
-  packableLinears, packsWeights, packMatrix, fp8Packed, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
+  packableLinears, packsWeights, fuseProjections, packMatrix, fp8Packed, installPacked, packTiedHead, checkNoNaNCodes, type WeightFormat, type PackSummary,
 } from '../nn/packed-weights.js';
 import { packedBytes, type PackedMatrix } from '../quant/qgemm.js';
 import type { WriteTensor } from '../io/safetensors.js';
@@ -148,7 +148,10 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
         const shown = problems.length > 40 ? [...problems.slice(0, 40), `... and ${problems.length - 40} more`] : problems;
         throw new FormatError(`${dir}: weights do not match config.json (${problems.length} problems):\n  ${shown.join('\n  ')}`);
       }
-      if (pack) pack.tiedHeadBytes = packTiedHead(model, pack.format);
+      if (pack) {
+        pack.tiedHeadBytes = packTiedHead(model, pack.format);
+        pack.fused = fuseProjections(model);
+      }
     } catch (e) {
       model.dispose();
       throw e;

@@ -6,6 +6,7 @@ import { Tensor, rope, attention, cat, raggedAttention } from '../tensor/index.j
 import { Module, type InitOptions } from './module.js';
 import { Linear } from './linear.js';
 import { reserveRows } from './kv-buffer.js';
+import { fuseLinears, type FusedPacked } from './packed-weights.js';
 
 /**
  * Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). From forwardSegments (the inference
@@ -40,6 +41,14 @@ export class GQAttention extends Module {
     this.o_proj = this.child('o_proj', new Linear(heads * headDim, hidden, false, init));
   }
 
+  /** q_proj, k_proj and v_proj as one packed product (fuseProjections, after packing; used by forwardSegments, the
+   * inference engine's path); null: three products. */
+  qkv: FusedPacked | null = null;
+  fuseProjections(path: string): boolean {
+    this.qkv = fuseLinears([this.q_proj, this.k_proj, this.v_proj], `${path}.q_proj+k_proj+v_proj`);
+    return this.qkv !== null;
+  }
+
   /** x [B, S, hidden] -> [B, S, hidden]. With `past`, keys/values are appended to it and the new pair returned in `present`. */
   forward(x: Tensor, ctx: AttentionContext, past?: KVPair | null): { out: Tensor; present: KVPair } {
     const [B, S] = x.shape as [number, number, number];
@@ -65,9 +74,10 @@ export class GQAttention extends Module {
   forwardSegments(x: Tensor, ctx: AttentionContext, segments: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
     const N = x.shape[1]!;
     const { heads: H, kvHeads: Hkv, headDim: D } = this;
-    const q = rope(this.q_proj.forward(x).reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half');
-    const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half');
-    const v = this.v_proj.forward(x).reshape(1, N, Hkv, D);
+    const [yq, yk, yv] = this.qkv && !this.training && this.qkv.serves(x) ? this.qkv.apply(x) : [this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x)];
+    const q = rope(yq!.reshape(1, N, H, D), ctx.cos, ctx.sin, ctx.positions, 'half');
+    const k = rope(yk!.reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half');
+    const v = yv!.reshape(1, N, Hkv, D);
     const cd = ctx.cacheDtype ?? x.dtype;
     const kb = segments.map((s) => reserveRows(s.past ? { view: s.past.k, buf: s.past.kBuf ?? null } : null, s.length, Hkv, D, cd));
     const vb = segments.map((s) => reserveRows(s.past ? { view: s.past.v, buf: s.past.vBuf ?? null } : null, s.length, Hkv, D, cd));

@@ -2,6 +2,7 @@
 import { Tensor, siluMul } from '../tensor/index.js';
 import { Module, type InitOptions } from './module.js';
 import { Linear } from './linear.js';
+import { fuseLinears, type FusedPacked } from './packed-weights.js';
 
 export class SwiGLU extends Module {
   readonly gate_proj: Linear;
@@ -13,7 +14,17 @@ export class SwiGLU extends Module {
     this.up_proj = this.child('up_proj', new Linear(dim, hidden, false, init));
     this.down_proj = this.child('down_proj', new Linear(hidden, dim, false, init));
   }
+  /** gate_proj and up_proj as one packed product (fuseProjections, after packing); null: two products. */
+  gateUp: FusedPacked | null = null;
+  fuseProjections(path: string): boolean {
+    this.gateUp = fuseLinears([this.gate_proj, this.up_proj], `${path}.gate_proj+up_proj`);
+    return this.gateUp !== null;
+  }
   forward(x: Tensor): Tensor {
+    if (this.gateUp && !this.training && this.gateUp.serves(x)) {
+      const [g, u] = this.gateUp.apply(x);
+      return this.down_proj.forward(siluMul(g!, u!));
+    }
     return this.down_proj.forward(siluMul(this.gate_proj.forward(x), this.up_proj.forward(x)));
   }
 }

@@ -27,9 +27,9 @@ import type { Module } from './module.js';
 import { Linear, type LinearImpl } from './linear.js';
 import { loadNative } from '../tensor/backends/native.js';
 import { f32ToBf16Bits } from '../tensor/backends/js.js';
-import { quantizeWeight } from '../quant/blockwise.js';
+import { DEFAULT_BLOCK, quantizeWeight } from '../quant/blockwise.js';
 import { DTypeError, FormatError, ShapeError, UsageError } from '../errors.js';
-import { checkPacked, f32PanelsFromRows, fp8PanelsFromRows, packedBytes, packedLength, panelsFromRows, panelsPreferred, qgemm, qgemmNative, type PackedFormat, type PackedLayout, type PackedMatrix } from '../quant/qgemm.js';
+import { PANEL_ROWS, checkPacked, f32PanelsFromRows, fp8PanelsFromRows, packedBytes, packedLength, panelsFromRows, panelsPreferred, qgemm, qgemmNative, type PackedFormat, type PackedLayout, type PackedMatrix } from '../quant/qgemm.js';
 
 export type WeightFormat = PackedFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'bf16', 'fp8'];
@@ -215,6 +215,8 @@ export interface PackOptions {
   /** format 'f32': re-lay the weights out in f32 panels where the native panel kernels run (AVX-512), which makes
    * the layers inference-only like the other packed formats (default false: 'f32' then changes nothing). */
   f32Panels?: boolean;
+  /** Fuse the projections that share an input (q/k/v, gate/up) into one packed product each (default true). */
+  fuse?: boolean;
 }
 
 /** Whether packing with `format` and `opts` converts anything here: bf16 and fp8 always; f32 only when asked
@@ -236,6 +238,8 @@ export interface PackSummary {
   tiedHeadBytes: number;
   /** Linears left in f32 (by parameter name) and why. */
   kept: string[];
+  /** Groups of packed Linears fused into one product each (fuseProjections; absent: none tried). */
+  fused?: number;
 }
 
 /**
@@ -262,6 +266,7 @@ export function packWeights(model: Module, format: WeightFormat, opts: PackOptio
     installPacked(layer, packed, name.slice(0, -'.weight'.length));
   }
   if (opts.tiedHead ?? true) sum.tiedHeadBytes = packTiedHead(model, format);
+  if (opts.fuse ?? true) sum.fused = fuseProjections(model);
   return sum;
 }
 
@@ -279,4 +284,108 @@ export function weightBytes(model: Module): { dense: number; packed: number } {
   const host = tiedHeadHost(model);
   if (host?.tiedHeadImpl) packed += tiedHeadBytes.get(host) ?? 0;
   return { dense, packed };
+}
+
+/**
+ * Several packed Linears that read the same input, multiplied as one matrix (their rows one after another): a
+ * layer's q/k/v projections, an MLP's gate and up projections. One product instead of two or three: fewer native
+ * calls and thread hand-offs a token (most of a tiny model's decode step) and, at batch 16, wider products (S1's
+ * k/v projections have 8 panels each, too few to keep two cores busy).
+ *
+ * The fused data is the parts' packed data end to end, so each output is computed exactly as the part's own
+ * product computes it (the kernels reduce each row over K on their own; tested bit for bit), and the parts'
+ * PackedLinears are re-pointed at their slices of it: no second copy of any weight. That needs every part but the
+ * last to end where a panel (16 rows) or an fp8 scale block (128 rows) ends; otherwise the layers stay apart.
+ * The biases are copied into one f32 vector (zeros for parts without one) when the group is made.
+ */
+export class FusedPacked {
+  readonly name: string;
+  constructor(readonly weight: PackedMatrix, readonly widths: readonly number[], readonly bias: Float32Array | null, readonly path: string) {
+    checkPacked(weight, path);
+    if (widths.reduce((a, b) => a + b, 0) !== weight.rows) throw new ShapeError(`${path}: parts of ${widths.join(' + ')} rows do not fill [${weight.rows}, ${weight.cols}]`);
+    this.name = `fused-${weight.format}`;
+  }
+
+  /** Whether the fused product serves x: one row (a batch-1 decode step). With more rows each part's output is a
+   * strided view (its rows are Ntot apart), and the ops after the projections (rope, siluMul, the attention's
+   * append) would copy them contiguous: measured on T1 at batch 16, that cost more than the saved products. */
+  serves(x: Tensor): boolean {
+    return x.size === this.weight.cols;
+  }
+
+  /** x [..., K] -> one output [..., width] per part, views of one product's output (contiguous when x is one row). */
+  apply(x: Tensor): Tensor[] {
+    const K = this.weight.cols, N = this.weight.rows;
+    if (isGradEnabled() && x.requiresGrad) throw new UsageError(`${this.path}: packed weights are inference-only (no autograd); run under noGrad()`);
+    if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${this.path}: expects [..., ${K}], got ${x.describe()}`);
+    if (x.dtype !== 'f32') throw new DTypeError(`${this.path}: packed weights take f32 activations, got ${x.describe()}`);
+    const xc = x.isContiguous() ? x : x.contiguous();
+    const y = empty([...x.shape.slice(0, -1), N], 'f32');
+    qgemm(viewF32(xc), x.size / K, this.weight, this.bias, y.raw as Float32Array);
+    if (xc !== x) xc.dispose();
+    let off = 0;
+    const parts = this.widths.map((w) => { const v = y.narrow(y.ndim - 1, off, w); off += w; return v; });
+    y.dispose(); // the views hold the storage
+    return parts;
+  }
+}
+
+/** Rows a part must be a multiple of to be followed by another in one packed matrix of this format and layout. */
+function fuseAlign(w: PackedMatrix): number {
+  return w.format === 'fp8' ? DEFAULT_BLOCK : w.layout === 'panels' ? PANEL_ROWS : 1;
+}
+
+/**
+ * The Linears' packed weights as one FusedPacked (see the class), or null when they cannot be fused: a layer not
+ * packed, formats, layouts or input widths that differ, or a part that does not end on a panel / scale-block
+ * boundary.
+ */
+export function fuseLinears(layers: readonly Linear[], path: string): FusedPacked | null {
+  if (layers.length < 2) return null;
+  const impls = layers.map((l) => l.impl);
+  if (!impls.every((i): i is PackedLinear => i instanceof PackedLinear)) return null;
+  const ws = impls.map((i) => i.weight);
+  const w0 = ws[0]!;
+  const layout = w0.layout ?? 'rows';
+  if (ws.some((w) => w.format !== w0.format || (w.layout ?? 'rows') !== layout || w.cols !== w0.cols)) return null;
+  if (ws.slice(0, -1).some((w) => w.rows % fuseAlign(w) !== 0)) return null;
+  const rows = ws.reduce((a, w) => a + w.rows, 0);
+  const len = ws.reduce((a, w) => a + w.data.length, 0);
+  const data = w0.data instanceof Uint16Array ? new Uint16Array(len) : w0.data instanceof Uint8Array ? new Uint8Array(len) : new Float32Array(len);
+  const scaleInv = w0.scaleInv ? new Float32Array(ws.reduce((a, w) => a + w.scaleInv!.length, 0)) : null;
+  let off = 0, soff = 0;
+  for (const w of ws) {
+    data.set(w.data as never, off);
+    w.data = data.subarray(off, off + w.data.length);
+    off += w.data.length;
+    if (scaleInv) {
+      scaleInv.set(w.scaleInv!, soff);
+      w.scaleInv = scaleInv.subarray(soff, soff + w.scaleInv!.length);
+      soff += w.scaleInv.length;
+    }
+  }
+  const fused: PackedMatrix = { format: w0.format, rows, cols: w0.cols, data, scaleInv, layout };
+  let bias: Float32Array | null = null;
+  if (layers.some((l) => l.bias)) {
+    bias = new Float32Array(rows);
+    let r = 0;
+    for (const l of layers) {
+      if (l.bias) bias.set(viewF32(l.bias), r);
+      r += l.outFeatures;
+    }
+  }
+  return new FusedPacked(fused, ws.map((w) => w.rows), bias, path);
+}
+
+/** A module whose Linears that share an input can run as one packed product (GQAttention: q/k/v; SwiGLU: gate/up). */
+export interface FusableModule { fuseProjections(path: string): boolean }
+function isFusable(m: Module): m is Module & FusableModule {
+  return typeof (m as Partial<FusableModule>).fuseProjections === 'function';
+}
+
+/** Fuse the packed projections of every module that offers it (after packing). Returns how many groups were made. */
+export function fuseProjections(model: Module): number {
+  let n = 0;
+  for (const [path, m] of model.namedModules()) if (isFusable(m) && m.fuseProjections(path)) n++;
+  return n;
 }

@@ -1,0 +1,118 @@
+/**
+ * Fused packed projections (src/nn/packed-weights.ts: fuseLinears, fuseProjections): Linears that read the same
+ * input (q/k/v, gate/up) multiplied as one packed matrix. Each part's output must be bit for bit what its own product
+ * gives, in every format and layout, at one row and at many; the parts keep working (pointed at their slices of the
+ * fused data, no second copy); parts that do not end on a panel or fp8 scale-block boundary are not fused; and
+ * generation with fused projections equals generation without, token for token and logprob for logprob.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import { buildModel } from '../../src/models/load.js';
+import { parseConfig } from '../../src/models/config.js';
+import { Linear } from '../../src/nn/linear.js';
+import { GQAttention } from '../../src/nn/attention.js';
+import { SwiGLU } from '../../src/nn/mlp.js';
+import { ModelRunner } from '../../src/infer/kv-cache.js';
+import { GenerationEngine } from '../../src/infer/generate.js';
+import { fuseLinears, installPacked, packMatrix, packWeights, PackedLinear, weightBytes } from '../../src/nn/packed-weights.js';
+import { panelsPreferred, qgemm, type PackedFormat, type PackedLayout } from '../../src/quant/qgemm.js';
+
+function rand(n: number, seed: number): Float32Array {
+  const r = new T.Rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r.normal() * 0.05;
+  return a;
+}
+
+/** Packed Linears [rows_i, K] (with a bias on the parts that ask for one) and their packed matrices. */
+function packedLayers(rows: number[], K: number, fmt: PackedFormat, layout: PackedLayout, biased: boolean[]): Linear[] {
+  return rows.map((n, i) => {
+    const l = new Linear(K, n, biased[i]!, 'empty');
+    if (l.bias) (l.bias.raw as Float32Array).set(rand(n, 100 + i));
+    installPacked(l, packMatrix(rand(n * K, i), n, K, fmt, `part ${i}`, layout), `part${i}`);
+    return l;
+  });
+}
+
+const cases: { fmt: PackedFormat; layout: PackedLayout; rows: number[] }[] = [
+  { fmt: 'bf16', layout: 'rows', rows: [40, 24, 20] }, // any row counts: row-major data follows on
+  { fmt: 'fp8', layout: 'rows', rows: [256, 128, 100] }, // scale blocks of 128 rows
+];
+if (panelsPreferred('bf16')) cases.push({ fmt: 'bf16', layout: 'panels', rows: [48, 16, 20] });
+if (panelsPreferred('fp8')) cases.push({ fmt: 'fp8', layout: 'panels', rows: [128, 256, 40] });
+if (panelsPreferred('f32')) cases.push({ fmt: 'f32', layout: 'panels', rows: [32, 16, 8] });
+
+for (const { fmt, layout, rows } of cases) {
+  test(`fuseLinears ${fmt} ${layout}: each part's output bit for bit its own product's, at 1 to 16 rows; no second copy`, () => {
+    const K = 130; // K padded in the panel layouts (bf16 to even, fp8 to a multiple of 4) and two fp8 scale blocks wide
+    const layers = packedLayers(rows, K, fmt, layout, [true, false, true]);
+    const xs = [1, 2, 5, 16].map((M) => rand(M * K, 7 + M));
+    const before = xs.map((x) => layers.map((l) => qgemm(x, x.length / K, (l.impl as PackedLinear).weight, l.bias ? (l.bias.raw as Float32Array) : null)));
+    const bytes = layers.reduce((a, l) => a + (l.impl as PackedLinear).weight.data.byteLength, 0);
+    const f = fuseLinears(layers, 'fused');
+    assert.ok(f, 'fused');
+    assert.deepEqual(f.widths, rows);
+    assert.equal(f.weight.data.byteLength, bytes, 'the fused data is the parts end to end');
+    for (const l of layers) assert.equal((l.impl as PackedLinear).weight.data.buffer, f.weight.data.buffer, 'each part is a slice of the fused data');
+    xs.forEach((x, xi) => {
+      const M = x.length / K;
+      const parts = T.noGrad(() => f.apply(T.fromArray(x, [M, K])));
+      assert.equal(f.serves(T.fromArray(x, [M, K])), M === 1);
+      layers.forEach((l, i) => {
+        assert.deepEqual(parts[i]!.shape, [M, rows[i]]);
+        const got = parts[i]!.contiguous().toArray() as Float32Array;
+        assert.deepEqual(got, before[xi]![i], `part ${i} at ${M} row(s): the fused product differs`);
+        const again = qgemm(x, M, (l.impl as PackedLinear).weight, l.bias ? (l.bias.raw as Float32Array) : null);
+        assert.deepEqual(again, before[xi]![i], `part ${i} at ${M} row(s): the part's own product changed`);
+      });
+      for (const p of parts) p.dispose();
+    });
+  });
+}
+
+test('fuseLinears: not fused when a part does not end on a panel / scale-block boundary, or the parts differ', () => {
+  // fp8: 128-row scale blocks
+  assert.equal(fuseLinears(packedLayers([100, 128], 64, 'fp8', 'rows', [false, false]), 'x'), null);
+  if (panelsPreferred('bf16')) assert.equal(fuseLinears(packedLayers([24, 16], 64, 'bf16', 'panels', [false, false]), 'x'), null);
+  // the last part may end anywhere
+  assert.ok(fuseLinears(packedLayers([128, 100], 64, 'fp8', 'rows', [false, false]), 'x'));
+  // formats, input widths, unpacked layers
+  const a = packedLayers([128], 64, 'fp8', 'rows', [false])[0]!, b = packedLayers([128], 64, 'bf16', 'rows', [false])[0]!;
+  assert.equal(fuseLinears([a, b], 'x'), null);
+  assert.equal(fuseLinears([a, packedLayers([128], 32, 'fp8', 'rows', [false])[0]!], 'x'), null);
+  assert.equal(fuseLinears([a, new Linear(64, 128, false, 'empty')], 'x'), null);
+});
+
+// A Qwen2 (q/k/v biases) whose every projection ends on a 128-row boundary, so all three formats fuse.
+const config = parseConfig({ model_type: 'qwen2', vocab_size: 97, hidden_size: 128, intermediate_size: 256, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 4, max_position_embeddings: 64, tie_word_embeddings: false, initializer_range: 0.1 }, 'fusable');
+
+for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
+  test(`fuseProjections ${fmt}: packWeights fuses q/k/v and gate/up of every layer; generation equals the unfused model's, logprobs too`, { skip: fmt === 'f32' && !panelsPreferred('f32') && 'f32 packs only into the AVX-512 panels' }, async () => {
+    const build = (fuse: boolean) => {
+      const m = buildModel(config, { seed: 5, maxPositions: 64 });
+      const s = packWeights(m, fmt, { fuse, f32Panels: true });
+      return { m, s };
+    };
+    const plain = build(false), fused = build(true);
+    assert.equal(plain.s.fused, undefined);
+    assert.equal(fused.s.fused, 4, 'two layers x (q/k/v, gate/up)');
+    assert.deepEqual(weightBytes(fused.m), weightBytes(plain.m), 'no weight held twice');
+    for (const [, mod] of fused.m.namedModules()) {
+      if (mod instanceof GQAttention) assert.ok(mod.qkv && mod.qkv.bias, 'q/k/v fused, with their biases');
+      if (mod instanceof SwiGLU) assert.ok(mod.gateUp && !mod.gateUp.bias);
+    }
+    // batch 1 decodes through the fused products (one row); two sequences at once through the parts
+    const gen = async (m: typeof plain.m, prompts: number[][]) => {
+      const engine = new GenerationEngine(new ModelRunner(m), null, { maxBatch: 2 });
+      const r = await engine.generate(prompts.map((p) => ({ prompt: p, maxTokens: 8, sampling: { temperature: 0 } })));
+      return r.map((x) => ({ tokens: x.tokens, logprobs: x.logprobs }));
+    };
+    for (const prompts of [[[3, 1, 4, 1, 5]], [[9, 2, 6], [5, 3, 5, 8, 9, 7]]]) {
+      assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
+    }
+    plain.m.dispose();
+    fused.m.dispose();
+  });
+}
