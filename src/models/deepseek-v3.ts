@@ -23,6 +23,7 @@ import { reserveRows } from '../nn/kv-buffer.js';
 import type { CacheDtype } from '../nn/attention.js';
 import { RMSNorm } from '../nn/norm.js';
 import { SwiGLU } from '../nn/mlp.js';
+import { fuseLinears, type FusedPacked } from '../nn/packed-weights.js';
 import { ropeTables, yarnMscale } from '../nn/rope.js';
 import { isMoeLayer, type DeepseekConfig } from './config.js';
 import { initOptions, type BuildOptions } from './llama.js';
@@ -85,21 +86,32 @@ export class MLA extends Module {
     this.scale = mlaSoftmaxScale(c);
   }
 
-  /** Queries split into their no-RoPE and (rotated) RoPE parts: [B, S, H, nope], [B, S, H, rope]. */
-  private queries(x: Tensor, r: RopeCtx): { qNope: Tensor; qPe: Tensor } {
+  /** The two projections of x (q_proj or q_a_proj, and kv_a_proj_with_mqa) as one packed product (fuseProjections,
+   * after packing; used by forwardSegments at one row, as GQAttention's); null: two products. */
+  xProj: FusedPacked | null = null;
+  fuseProjections(path: string): boolean {
+    const q = this.q_proj ?? this.q_a_proj!;
+    this.xProj = fuseLinears([q, this.kv_a_proj_with_mqa], `${path}.${this.q_proj ? 'q_proj' : 'q_a_proj'}+kv_a_proj_with_mqa`);
+    return this.xProj !== null;
+  }
+
+  /** Queries split into their no-RoPE and (rotated) RoPE parts: [B, S, H, nope], [B, S, H, rope]. qx: x's q_proj /
+   * q_a_proj output when already computed (the fused product). */
+  private queries(x: Tensor, r: RopeCtx, qx?: Tensor): { qNope: Tensor; qPe: Tensor } {
     const [B, S] = x.shape as [number, number];
     const c = this.c;
-    const q = (this.q_proj ? this.q_proj.forward(x) : this.q_b_proj!.forward(this.q_a_layernorm!.forward(this.q_a_proj!.forward(x)))).reshape(B, S, this.H, this.qkHead);
+    const first = qx ?? (this.q_proj ?? this.q_a_proj!).forward(x);
+    const q = (this.q_proj ? first : this.q_b_proj!.forward(this.q_a_layernorm!.forward(first))).reshape(B, S, this.H, this.qkHead);
     const qNope = q.narrow(3, 0, c.qkNopeHeadDim);
     const qPe = T.rope(q.narrow(3, c.qkNopeHeadDim, c.qkRopeHeadDim), r.cos, r.sin, r.positions, 'interleaved');
     return { qNope, qPe };
   }
 
   /** The per-token latent kv_a_layernorm(c_kv) [B, S, kv_lora] and the rotated shared key [B, S, 1, rope]. */
-  private latent(x: Tensor, r: RopeCtx): { kvNorm: Tensor; kPe: Tensor } {
+  private latent(x: Tensor, r: RopeCtx, kvx?: Tensor): { kvNorm: Tensor; kPe: Tensor } {
     const [B, S] = x.shape as [number, number];
     const c = this.c;
-    const kv = this.kv_a_proj_with_mqa.forward(x);
+    const kv = kvx ?? this.kv_a_proj_with_mqa.forward(x);
     const kvNorm = this.kv_a_layernorm.forward(kv.narrow(2, 0, c.kvLoraRank));
     const kPe = T.rope(kv.narrow(2, c.kvLoraRank, c.qkRopeHeadDim).reshape(B, S, 1, c.qkRopeHeadDim), r.cos, r.sin, r.positions, 'interleaved');
     return { kvNorm, kPe };
@@ -159,8 +171,9 @@ export class MLA extends Module {
     const c = this.c;
     const H = this.H;
     const L = c.kvLoraRank;
-    const { qNope, qPe } = this.queries(x, r);
-    const { kvNorm, kPe } = this.latent(x, r);
+    const [qx, kvx] = this.xProj && !this.training && this.xProj.serves(x) ? this.xProj.apply(x) : [];
+    const { qNope, qPe } = this.queries(x, r, qx);
+    const { kvNorm, kPe } = this.latent(x, r, kvx);
     const kvNew = T.cat([kvNorm, kPe.reshape(1, N, c.qkRopeHeadDim)], 2).reshape(1, 1, N, L + c.qkRopeHeadDim);
     const w = this.kv_b_proj.weight.reshape(H, c.qkNopeHeadDim + c.vHeadDim, L);
     const wUk = w.narrow(1, 0, c.qkNopeHeadDim);

@@ -9,13 +9,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { buildModel } from '../../src/models/load.js';
-import { parseConfig } from '../../src/models/config.js';
+import { loadConfig, parseConfig } from '../../src/models/config.js';
+import { MLA } from '../../src/models/deepseek-v3.js';
+import { repoPath } from '../util.js';
 import { Linear } from '../../src/nn/linear.js';
 import { GQAttention } from '../../src/nn/attention.js';
 import { SwiGLU } from '../../src/nn/mlp.js';
 import { ModelRunner } from '../../src/infer/kv-cache.js';
 import { GenerationEngine } from '../../src/infer/generate.js';
-import { fuseLinears, installPacked, packMatrix, packWeights, PackedLinear, weightBytes } from '../../src/nn/packed-weights.js';
+import { fuseLinears, installPacked, type FusedPacked, packMatrix, packWeights, PackedLinear, weightBytes } from '../../src/nn/packed-weights.js';
 import { panelsPreferred, qgemm, type PackedFormat, type PackedLayout } from '../../src/quant/qgemm.js';
 
 function rand(n: number, seed: number): Float32Array {
@@ -99,9 +101,11 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
     assert.equal(plain.s.fused, undefined);
     assert.equal(fused.s.fused, 4, 'two layers x (q/k/v, gate/up)');
     assert.deepEqual(weightBytes(fused.m), weightBytes(plain.m), 'no weight held twice');
+    let calls = 0; // the fused products really run (batch 1)
+    const count = (f: FusedPacked) => { const apply = f.apply.bind(f); f.apply = (x) => { calls++; return apply(x); }; };
     for (const [, mod] of fused.m.namedModules()) {
-      if (mod instanceof GQAttention) assert.ok(mod.qkv && mod.qkv.bias, 'q/k/v fused, with their biases');
-      if (mod instanceof SwiGLU) assert.ok(mod.gateUp && !mod.gateUp.bias);
+      if (mod instanceof GQAttention) { assert.ok(mod.qkv && mod.qkv.bias, 'q/k/v fused, with their biases'); count(mod.qkv); }
+      if (mod instanceof SwiGLU) { assert.ok(mod.gateUp && !mod.gateUp.bias); count(mod.gateUp); }
     }
     // batch 1 decodes through the fused products (one row); two sequences at once through the parts
     const gen = async (m: typeof plain.m, prompts: number[][]) => {
@@ -112,7 +116,29 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
     for (const prompts of [[[3, 1, 4, 1, 5]], [[9, 2, 6], [5, 3, 5, 8, 9, 7]]]) {
       assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
     }
+    assert.ok(calls >= 4 * 7, `fused products ran ${calls} times`);
     plain.m.dispose();
     fused.m.dispose();
   });
 }
+
+test('fuseProjections DeepSeek-V3: MLA q_a_proj + kv_a_proj_with_mqa and the dense MLP fuse (experts of 24 rows do not); generation equals the unfused model\'s', { skip: !panelsPreferred('bf16') && 'the fixture fuses in the bf16 panel layout only (16-row boundaries)' }, async () => {
+  const ds = loadConfig(repoPath('test/fixtures/models/deepseek-v3-tiny/config.json'));
+  const build = (fuse: boolean) => {
+    const m = buildModel(ds, { seed: 2, maxPositions: 64 });
+    return { m, s: packWeights(m, 'bf16', { fuse }) };
+  };
+  const plain = build(false), fused = build(true);
+  const mla = fused.m.namedModules().filter(([, m]) => m instanceof MLA) as [string, MLA][];
+  assert.ok(mla.length >= 3 && mla.every(([, m]) => m.xProj), 'every MLA (the MTP layer\'s too) fuses its two projections of x');
+  const experts = fused.m.namedModules().filter(([p, m]) => m instanceof SwiGLU && /\.experts\.\d+$/.test(p)) as [string, SwiGLU][];
+  assert.ok(experts.length > 0 && experts.every(([, m]) => !m.gateUp), 'experts with 24-row projections stay apart');
+  const gen = async (m: typeof plain.m, prompts: number[][]) => {
+    const engine = new GenerationEngine(new ModelRunner(m), null, { maxBatch: 2 });
+    const r = await engine.generate(prompts.map((p) => ({ prompt: p, maxTokens: 8, sampling: { temperature: 0 } })));
+    return r.map((x) => ({ tokens: x.tokens, logprobs: x.logprobs }));
+  };
+  for (const prompts of [[[3, 1, 4, 1, 5]], [[9, 2, 6], [5, 3, 5, 8, 9, 7]]]) assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
+  plain.m.dispose();
+  fused.m.dispose();
+});
