@@ -12,9 +12,9 @@
  * to bf16 or fp8 (src/nn/packed-weights.ts; f32 weights in panels keep f32), else the model's own dtype. llama.cpp's
  * default is an F16 cache.
  */
-import { Tensor, tidy, keep, noGrad, alias } from '../tensor/index.js';
-import type { CacheDtype, KVPair } from '../nn/attention.js';
-import type { MLACache } from '../models/deepseek-v3.js';
+import { Tensor, tidy, keep, noGrad } from '../tensor/index.js';
+import type { CacheDtype, KVRows } from '../nn/attention.js';
+import type { MLARows } from '../models/deepseek-v3.js';
 import { DeepseekV3ForCausalLM } from '../models/deepseek-v3.js';
 import type { CausalLM } from '../models/load.js';
 import type { ModelConfig } from '../models/config.js';
@@ -22,60 +22,53 @@ import { hasRoundedWeights } from '../nn/packed-weights.js';
 import { ITEM_SIZE } from '../tensor/dtype.js';
 import { UsageError } from '../errors.js';
 
-type LayerCache = KVPair | MLACache;
+type LayerCache = KVRows | MLARows;
 
-/** Every tensor object a layer cache holds (views and their buffers): kept and disposed together. */
-function tensorsOf(c: LayerCache): Tensor[] {
-  const out = 'kv' in c ? [c.kv, c.kvBuf] : [c.k, c.v, c.kBuf, c.vBuf];
-  return out.filter((t): t is Tensor => !!t);
-}
-/** The cached values themselves (views only). */
-function valuesOf(c: LayerCache): Tensor[] {
-  return 'kv' in c ? [c.kv] : [c.k, c.v];
+/** The buffers a layer cache holds (kept while the sequence lives). */
+function buffersOf(c: LayerCache): Tensor[] {
+  return 'kvBuf' in c ? [c.kvBuf] : [c.kBuf, c.vBuf];
 }
 
 export class SequenceCache {
   /** Tokens whose keys/values are cached. */
   length = 0;
+  /** Per layer: the cache buffers and the rows in use (a new object each step; the buffers are reused). */
   layers: LayerCache[] | null = null;
 
   /** Values held per token (all layers): the figure the MLA design minimises. */
   valuesPerToken(): number {
     if (!this.layers || this.length === 0) return 0;
     let n = 0;
-    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size;
-    return n / this.length;
+    for (const c of this.layers) for (const b of buffersOf(c)) n += b.shape[1]! * b.shape[3]!;
+    return n;
   }
   /** Bytes of the cached values (spare rows of the buffers not counted). */
   bytes(): number {
     if (!this.layers) return 0;
     let n = 0;
-    for (const c of this.layers) for (const t of valuesOf(c)) n += t.size * ITEM_SIZE[t.dtype];
+    for (const c of this.layers) for (const b of buffersOf(c)) n += c.len * b.shape[1]! * b.shape[3]! * ITEM_SIZE[b.dtype];
     return n;
   }
-  /** Take ownership of the extended cache and release the old one. */
+  /** Take ownership of the extended cache: keep its buffers, dispose the old ones it no longer uses. */
   replace(layers: LayerCache[], length: number): void {
-    for (const c of layers) for (const t of tensorsOf(c)) keep(t);
     const old = this.layers;
+    const live = new Set<Tensor>();
+    for (const c of layers) for (const b of buffersOf(c)) { keep(b); live.add(b); }
     this.layers = layers;
     this.length = length;
-    if (old) for (const c of old) for (const t of tensorsOf(c)) t.dispose();
+    if (old) for (const c of old) for (const b of buffersOf(c)) if (!live.has(b)) b.dispose();
   }
-  /** Drop cached tokens beyond `length` (speculative decoding rejects drafted tokens this way). */
+  /** Drop cached tokens beyond `length` (speculative decoding rejects drafted tokens this way; later steps overwrite
+   * the dropped rows in place). */
   truncate(length: number): void {
     if (length >= this.length) return;
     if (!this.layers || length <= 0) { this.dispose(); return; }
-    // Shorter views of the same buffers (later steps overwrite the dropped rows in place).
-    const cut = (t: Tensor) => t.narrow(2, 0, length);
-    const same = (t: Tensor | null | undefined) => (t ? alias(t) : null);
-    const layers = this.layers.map((c): LayerCache => ('kv' in c
-      ? { kv: cut(c.kv), kvBuf: same(c.kvBuf) }
-      : { k: cut(c.k), v: cut(c.v), kBuf: same(c.kBuf), vBuf: same(c.vBuf) }));
-    this.replace(layers, length);
+    this.layers = this.layers.map((c): LayerCache => ({ ...c, len: length }));
+    this.length = length;
   }
 
   dispose(): void {
-    if (this.layers) for (const c of this.layers) for (const t of tensorsOf(c)) t.dispose();
+    if (this.layers) for (const c of this.layers) for (const b of buffersOf(c)) b.dispose();
     this.layers = null;
     this.length = 0;
   }

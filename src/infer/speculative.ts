@@ -14,7 +14,7 @@
  */
 import * as T from '../tensor/index.js';
 import { tidy, noGrad } from '../tensor/index.js';
-import { DeepseekV3ForCausalLM, type MLACache } from '../models/deepseek-v3.js';
+import { DeepseekV3ForCausalLM, type MLARows } from '../models/deepseek-v3.js';
 import { SequenceCache } from './kv-cache.js';
 import { UsageError } from '../errors.js';
 
@@ -56,7 +56,7 @@ export function speculativeGreedy(model: DeepseekV3ForCausalLM, prompt: readonly
 
   /** Run the main model on `ids` after the cache; returns per-token logits and normed hidden rows. */
   const runMain = (ids: number[]): { logits: Float32Array; hidden: Float32Array } => noGrad(() => tidy(() => {
-    const r = model.forwardSegments([{ ids, past: main.layers as MLACache[] | null, pastLength: main.length }], true);
+    const r = model.forwardSegments([{ ids, past: main.layers as MLARows[] | null, pastLength: main.length }], true);
     main.replace(r.caches[0]!, main.length + ids.length);
     return { logits: r.logits.toArray() as Float32Array, hidden: model.model.norm.forward(r.hidden).toArray() as Float32Array };
   }));
@@ -68,7 +68,7 @@ export function speculativeGreedy(model: DeepseekV3ForCausalLM, prompt: readonly
     const e = mtp.enorm.forward(model.model.embed_tokens.forward(T.fromArray(Int32Array.from(pendNext), [1, k])));
     const x = mtp.eh_proj.forward(T.cat([e, mtp.hnorm.forward(h)], 2));
     const r = { cos: model.cos, sin: model.sin, positions: T.arange(mtpCache.length, mtpCache.length + k) };
-    const res = mtp.forwardSegments(x, r, [{ length: k, past: (mtpCache.layers?.[0] as MLACache | undefined) ?? null }]);
+    const res = mtp.forwardSegments(x, r, [{ length: k, past: (mtpCache.layers?.[0] as MLARows | undefined) ?? null }]);
     mtpCache.replace(res.caches, mtpCache.length + k);
     const last = res.out.narrow(1, k - 1, 1);
     const lg = model.lm_head.forward(mtp.shared_head.norm.forward(last)).toArray() as Float32Array;

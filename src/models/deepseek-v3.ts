@@ -45,8 +45,10 @@ export function mlaSoftmaxScale(c: DeepseekConfig): number {
 }
 
 /** The MLA cache of one layer: [B, 1, S, kv_lora_rank + qk_rope_head_dim] (latent ; rope key). */
-/** From forwardSegments, kv is a view of a buffer with spare rows (kvBuf; src/nn/kv-buffer.ts). */
-export interface MLACache { kv: Tensor; kvBuf?: Tensor | null }
+export interface MLACache { kv: Tensor }
+/** A sequence's MLA cache for one layer as the inference engine keeps it (forwardSegments): a buffer
+ * [1, 1, capacity, kv_lora_rank + qk_rope_head_dim] whose first `len` rows are in use (src/nn/kv-buffer.ts). */
+export interface MLARows { kvBuf: Tensor; len: number }
 
 export interface RopeCtx {
   cos: Tensor;
@@ -166,7 +168,7 @@ export class MLA extends Module {
    * projections and the W_uk/W_uv folds run once over all N tokens, attention per sequence over its own
    * cached [latent ; rope key]. Returns each sequence's extended cache.
    */
-  forwardSegments(x: Tensor, r: RopeCtx, segments: readonly { length: number; past: MLACache | null }[]): { out: Tensor; caches: MLACache[] } {
+  forwardSegments(x: Tensor, r: RopeCtx, segments: readonly { length: number; past: MLARows | null }[]): { out: Tensor; caches: MLARows[] } {
     const N = x.shape[1]!;
     const c = this.c;
     const H = this.H;
@@ -180,12 +182,12 @@ export class MLA extends Module {
     const wUv = w.narrow(1, c.qkNopeHeadDim, c.vHeadDim);
     const qAbs = T.matmul(qNope.permute(2, 0, 1, 3).reshape(H, N, c.qkNopeHeadDim), wUk).reshape(H, 1, N, L).permute(1, 0, 2, 3);
     const q = T.cat([qAbs, qPe.transpose(1, 2)], 3).transpose(1, 2).reshape(N, H, L + c.qkRopeHeadDim); // token-major
-    const bufs = segments.map((s) => reserveRows(s.past ? { view: s.past.kv, buf: s.past.kvBuf ?? null } : null, s.length, 1, L + c.qkRopeHeadDim, r.cacheDtype ?? x.dtype));
+    const bufs = segments.map((s) => reserveRows(s.past ? { buf: s.past.kvBuf, len: s.past.len } : null, s.length, 1, L + c.qkRopeHeadDim, r.cacheDtype ?? x.dtype));
     // One call for all sequences: each one's latent rows are appended to its cache and attended; the values are the
     // first L columns of each cached row, read in place.
     const oLatent = T.raggedAttention(q, kvNew.reshape(N, 1, L + c.qkRopeHeadDim), null,
       segments.map((s, i) => ({ length: s.length, past: bufs[i]!.len, k: bufs[i]!.buf, v: null })), { scale: this.scale, valueDim: L }); // [N, H, L]
-    const caches = segments.map((s, i) => ({ kv: bufs[i]!.buf.narrow(2, 0, bufs[i]!.len + s.length), kvBuf: bufs[i]!.buf }));
+    const caches = segments.map((s, i) => ({ kvBuf: bufs[i]!.buf, len: bufs[i]!.len + s.length }));
     const o = T.matmul(oLatent.transpose(0, 1), wUv.transpose(1, 2)).permute(1, 0, 2).reshape(1, N, H * c.vHeadDim);
     return { out: this.o_proj.forward(o), caches };
   }
@@ -393,7 +395,7 @@ export class DeepseekDecoderLayer extends Module {
     const y = this.mlp instanceof MoE ? this.mlp.forward(m, opts.balanceAlpha ?? 0) : this.mlp.forward(m);
     return { out: h.add(y), cache };
   }
-  forwardSegments(x: Tensor, r: RopeCtx, segs: readonly { length: number; past: MLACache | null }[]): { out: Tensor; caches: MLACache[] } {
+  forwardSegments(x: Tensor, r: RopeCtx, segs: readonly { length: number; past: MLARows | null }[]): { out: Tensor; caches: MLARows[] } {
     const a = this.self_attn.forwardSegments(this.input_layernorm.forward(x), r, segs);
     const h = x.add(a.out);
     const m = this.post_attention_layernorm.forward(h);
@@ -516,14 +518,14 @@ export class DeepseekV3ForCausalLM extends Module {
 
   /**
    * Inference on a ragged batch with the absorbed MLA cache: each segment's new tokens continue its own
-   * cache (one MLACache per main layer). Returns logits [R, vocab] for each segment's last token (every
+   * cache (one MLARows per main layer). Returns logits [R, vocab] for each segment's last token (every
    * token with all = true), the final hidden rows (pre-norm, for MTP drafting) and the extended caches.
    */
-  forwardSegments(segs: readonly SegmentInput<MLACache[]>[], all = false, cacheDtype?: CacheDtype): { logits: Tensor; hidden: Tensor; caches: MLACache[][] } {
+  forwardSegments(segs: readonly SegmentInput<MLARows[]>[], all = false, cacheDtype?: CacheDtype): { logits: Tensor; hidden: Tensor; caches: MLARows[][] } {
     const p = packSegments(segs, this.cos.shape[0]!, this.config.vocabSize, 'deepseek_v3', all);
     const r: RopeCtx = { cos: this.cos, sin: this.sin, positions: p.positions, cacheDtype };
     let x = this.model.embed_tokens.forward(p.ids);
-    const caches: MLACache[][] = segs.map(() => []);
+    const caches: MLARows[][] = segs.map(() => []);
     this.mainLayers.forEach((layer, li) => {
       const res = runLayer(x, () => layer.forwardSegments(x, r, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null }))));
       x = res.out;

@@ -11,7 +11,7 @@ import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/norm.js';
 import { SwiGLU } from '../nn/mlp.js';
-import { GQAttention, type CacheDtype, type KVPair } from '../nn/attention.js';
+import { GQAttention, type CacheDtype, type KVPair, type KVRows } from '../nn/attention.js';
 import { ropeTables } from '../nn/rope.js';
 import type { DenseConfig } from './config.js';
 import { ShapeError } from '../errors.js';
@@ -49,7 +49,7 @@ export class DenseDecoderLayer extends Module {
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
   }
-  forwardSegments(x: Tensor, ctx: { cos: Tensor; sin: Tensor; positions: Tensor; cacheDtype?: CacheDtype }, segs: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
+  forwardSegments(x: Tensor, ctx: { cos: Tensor; sin: Tensor; positions: Tensor; cacheDtype?: CacheDtype }, segs: readonly { length: number; past: KVRows | null }[]): { out: Tensor; present: KVRows[] } {
     const a = this.self_attn.forwardSegments(this.input_layernorm.forward(x), ctx, segs);
     const h = x.add(a.out);
     return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), present: a.present };
@@ -118,14 +118,15 @@ export class DenseCausalLM extends Module {
   }
 
   /**
-   * Inference on a ragged batch: each segment's new tokens continue its own cache (one KVPair per layer).
+   * Inference on a ragged batch: each segment's new tokens continue its own cache (one KVRows per layer).
    * Returns logits [R, vocab] for each segment's last token (or every token with all = true) and the
-   * extended caches (new tensors; the caller owns and disposes both the old and the new ones).
+   * extended caches (the same buffers with more rows in use, or larger ones where they were full; the caller keeps
+   * the new buffers and disposes the old ones it no longer holds: SequenceCache.replace).
    */
-  forwardSegments(segs: readonly SegmentInput<KVPair[]>[], all = false, cacheDtype?: CacheDtype): { logits: Tensor; caches: KVPair[][] } {
+  forwardSegments(segs: readonly SegmentInput<KVRows[]>[], all = false, cacheDtype?: CacheDtype): { logits: Tensor; caches: KVRows[][] } {
     const p = packSegments(segs, this.cos.shape[0]!, this.config.vocabSize, this.config.modelType, all);
     let x = this.model.embed_tokens.forward(p.ids);
-    const caches: KVPair[][] = segs.map(() => []);
+    const caches: KVRows[][] = segs.map(() => []);
     const ctx = { cos: this.cos, sin: this.sin, positions: p.positions, cacheDtype };
     this.model.layers.items.forEach((layer, li) => {
       const r = runLayer(x, () => layer.forwardSegments(x, ctx, segs.map((s) => ({ length: s.ids.length, past: s.past?.[li] ?? null }))));

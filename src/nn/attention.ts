@@ -8,12 +8,11 @@ import { Linear } from './linear.js';
 import { reserveRows } from './kv-buffer.js';
 import { fuseLinears, type FusedPacked } from './packed-weights.js';
 
-/**
- * Per-layer key/value history for incremental decoding ([B, Hkv, S, D] each). From forwardSegments (the inference
- * engine) k and v are views of buffers with spare rows (kBuf, vBuf; src/nn/kv-buffer.ts) that later steps extend in
- * place.
- */
-export interface KVPair { k: Tensor; v: Tensor; kBuf?: Tensor | null; vBuf?: Tensor | null }
+/** Per-layer key/value history for incremental decoding through forward ([B, Hkv, S, D] each). */
+export interface KVPair { k: Tensor; v: Tensor }
+/** A sequence's keys and values for one layer as the inference engine keeps them (forwardSegments): buffers
+ * [1, Hkv, capacity, D] whose first `len` rows are in use; later steps append in place (src/nn/kv-buffer.ts). */
+export interface KVRows { kBuf: Tensor; vBuf: Tensor; len: number }
 
 export interface AttentionContext {
   cos: Tensor;
@@ -71,7 +70,7 @@ export class GQAttention extends Module {
    * raggedAttention call appends every segment's keys/values to its own cache and attends. Returns each segment's
    * extended cache.
    */
-  forwardSegments(x: Tensor, ctx: AttentionContext, segments: readonly { length: number; past: KVPair | null }[]): { out: Tensor; present: KVPair[] } {
+  forwardSegments(x: Tensor, ctx: AttentionContext, segments: readonly { length: number; past: KVRows | null }[]): { out: Tensor; present: KVRows[] } {
     const N = x.shape[1]!;
     const { heads: H, kvHeads: Hkv, headDim: D } = this;
     const [yq, yk, yv] = this.qkv && !this.training && this.qkv.serves(x) ? this.qkv.apply(x) : [this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x)];
@@ -79,15 +78,12 @@ export class GQAttention extends Module {
     const k = rope(yk!.reshape(1, N, Hkv, D), ctx.cos, ctx.sin, ctx.positions, 'half');
     const v = yv!.reshape(1, N, Hkv, D);
     const cd = ctx.cacheDtype ?? x.dtype;
-    const kb = segments.map((s) => reserveRows(s.past ? { view: s.past.k, buf: s.past.kBuf ?? null } : null, s.length, Hkv, D, cd));
-    const vb = segments.map((s) => reserveRows(s.past ? { view: s.past.v, buf: s.past.vBuf ?? null } : null, s.length, Hkv, D, cd));
+    const kb = segments.map((s) => reserveRows(s.past ? { buf: s.past.kBuf, len: s.past.len } : null, s.length, Hkv, D, cd));
+    const vb = segments.map((s) => reserveRows(s.past ? { buf: s.past.vBuf, len: s.past.len } : null, s.length, Hkv, D, cd));
     // One call for all sequences: appends each one's new rows to its cache and attends (token-major in and out).
     const o = raggedAttention(q.reshape(N, H, D), k.reshape(N, Hkv, D), v.reshape(N, Hkv, D),
       segments.map((s, i) => ({ length: s.length, past: kb[i]!.len, k: kb[i]!.buf, v: vb[i]!.buf })));
-    const present = segments.map((s, i) => {
-      const len = kb[i]!.len + s.length;
-      return { k: kb[i]!.buf.narrow(2, 0, len), v: vb[i]!.buf.narrow(2, 0, len), kBuf: kb[i]!.buf, vBuf: vb[i]!.buf };
-    });
+    const present = segments.map((s, i) => ({ kBuf: kb[i]!.buf, vBuf: vb[i]!.buf, len: kb[i]!.len + s.length }));
     return { out: this.o_proj.forward(o.reshape(1, N, H * D)), present };
   }
 }

@@ -2,20 +2,20 @@
  * In-place growth of an inference KV cache along the sequence axis (dim 2 of [1, heads, S, D]).
  *
  * Why: re-concatenating past and new rows every decode step copies the whole cache per layer per sequence per step
- * (S1 at batch 16 and ~300 positions: ~120 MB per step). Instead each cache tensor is a view `buf.narrow(2, 0, len)`
- * of a buffer with spare rows; a step's raggedAttention (src/tensor/ops/nn.ts) writes the new rows after `len`, and
- * the cache becomes a longer view of the same buffer. When the buffer is full it is replaced by one with ~25% spare
+ * (S1 at batch 16 and ~300 positions: ~120 MB per step). Instead each cache is a buffer with spare rows and a row
+ * count `len`; a step's raggedAttention (src/tensor/ops/nn.ts) writes the new rows after `len`, and the count grows
+ * (no new tensor objects per step: at batch 16 the per-step views, aliases and their keep/dispose cost ~1 ms). When the buffer is full it is replaced by one with ~25% spare
  * rows (amortised O(1) copies per token).
  *
  * A sequence's cache is owned by one SequenceCache (src/infer/kv-cache.ts) and only ever extended from its latest
- * view, so writing past `len` never changes rows another live view can see.
+ * length, so writing past `len` never changes rows in use.
  */
-import { Tensor, empty, alias, copyInto } from '../tensor/index.js';
+import { Tensor, empty, copyInto } from '../tensor/index.js';
 
-/** A cache tensor: the rows in use (`view`, [1, H, len, D]) and the buffer they live in ([1, H, capacity, D]). */
-export interface GrowingRows {
-  view: Tensor;
-  buf: Tensor | null;
+/** A sequence's rows of one cache buffer [1, H, capacity, D]: the first `len` rows are in use. */
+export interface CacheRows {
+  buf: Tensor;
+  len: number;
 }
 
 /** Spare rows on (re)allocation: a quarter of the need, at least 64, rounded up to a multiple of 64. */
@@ -24,18 +24,16 @@ export function cacheCapacity(need: number): number {
 }
 
 /**
- * Room for n more rows after `past` without writing them (raggedAttention writes them): returns the buffer
- * [1, H, cap >= len + n, D] holding past's rows first (the same storage when they fit, else a larger copy) and len.
- * After the write, the cache is `buf.narrow(2, 0, len + n)`. `dtype` is that of a new cache; an existing one keeps
- * its own (a sequence's rows are never re-rounded).
+ * Room for n more rows after past's `len` without writing them (raggedAttention writes them): returns the buffer
+ * [1, H, cap >= len + n, D] holding past's rows first — past's own buffer (the same tensor object) when they fit,
+ * else a larger copy — and len. After the write the sequence uses the buffer's first len + n rows. `dtype` is that
+ * of a new cache; an existing one keeps its own (a sequence's rows are never re-rounded).
  */
-export function reserveRows(past: GrowingRows | null, n: number, H: number, D: number, dtype: Tensor['dtype']): { buf: Tensor; len: number } {
-  const len = past ? past.view.shape[2]! : 0;
+export function reserveRows(past: CacheRows | null, n: number, H: number, D: number, dtype: Tensor['dtype']): CacheRows {
+  const len = past ? past.len : 0;
   const need = len + n;
-  if (past && past.buf && past.buf.shape[2]! >= need && past.buf.shape[1] === H && past.buf.shape[3] === D) {
-    return { buf: alias(past.buf), len };
-  }
-  const buf = empty([1, H, cacheCapacity(need), D], past ? past.view.dtype : dtype);
-  if (past && len > 0) copyInto(buf.narrow(2, 0, len), past.view);
+  if (past && past.buf.shape[2]! >= need && past.buf.shape[1] === H && past.buf.shape[3] === D) return { buf: past.buf, len };
+  const buf = empty([1, H, cacheCapacity(need), D], past ? past.buf.dtype : dtype);
+  if (past && len > 0) copyInto(buf.narrow(2, 0, len), past.buf.narrow(2, 0, len));
   return { buf, len };
 }
