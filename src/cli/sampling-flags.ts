@@ -119,7 +119,7 @@ export function loadChatModel(dir: string, context: number | undefined, quiet: b
   if (!quiet && s) {
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
     process.stderr.write(`weights: ${s.format}, ${s.layers} linear layers packed (${s.format === 'f32' ? `${mb(s.bytesAfter)} in 16-row panels` : `${mb(s.bytesBefore)} f32 -> ${mb(s.bytesAfter)}`})` +
-      `${s.tiedHeadBytes ? `, tied head copy ${mb(s.tiedHeadBytes)}` : ''}${s.kept.length ? `, ${s.kept.length} kept in f32` : ''}\n`);
+      `${s.tiedHeadBytes ? `, tied head copy ${mb(s.tiedHeadBytes)}` : ''}${s.fused ? `, ${s.fused} groups of projections fused` : ''}${s.kept.length ? `, ${s.kept.length} kept in f32` : ''}\n`);
   }
   return m;
 }

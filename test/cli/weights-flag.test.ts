@@ -46,11 +46,11 @@ test('r1 run --weights: f32, bf16 and fp8 all answer; greedy bf16 tokens equal f
       assert.equal(o.tokens, 8);
       assert.equal(o.reasoning + o.content, out['f32']!.reasoning + out['f32']!.content, `--weights ${w} --kv-cache ${kv}`);
     }
-    // f32 weights are re-laid out in panels where the AVX-512 kernels run (same values: the answers above agree), and
-    // the load line says so
+    // f32 weights are re-laid out in panels where the AVX-512 kernels run (same values: the answers above agree), q/k/v
+    // and gate/up of both layers fused, and the load line says so
     const plain = r1(['run', dir, 'What is 2 + 2?', '--temperature', '0', '--max-tokens', '4']);
     assert.equal(plain.code, 0, plain.stderr);
-    if (panelsPreferred('f32')) assert.match(plain.stderr, /weights: f32, \d+ linear layers packed \([0-9.]+ MiB in 16-row panels\), tied head copy/);
+    if (panelsPreferred('f32')) assert.match(plain.stderr, /weights: f32, \d+ linear layers packed \([0-9.]+ MiB in 16-row panels\), tied head copy [^,]+, 4 groups of projections fused/);
     else assert.doesNotMatch(plain.stderr, /linear layers packed/);
     const badKv = r1(['run', dir, 'hi', '--kv-cache', 'q4']);
     assert.equal(badKv.code, 2);
