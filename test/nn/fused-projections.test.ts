@@ -122,15 +122,17 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
   });
 }
 
-test('fuseProjections DeepSeek-V3: MLA q_a_proj + kv_a_proj_with_mqa and the dense MLP fuse (experts of 24 rows do not); generation equals the unfused model\'s', { skip: !panelsPreferred('bf16') && 'the fixture fuses in the bf16 panel layout only (16-row boundaries)' }, async () => {
-  const ds = loadConfig(repoPath('test/fixtures/models/deepseek-v3-tiny/config.json'));
+for (const [fix, q] of [['deepseek-v3-tiny', 'q_a_proj'], ['deepseek-v2-tiny', 'q_proj (no q LoRA)']] as const) test(`fuseProjections ${fix}: MLA ${q} + kv_a_proj_with_mqa and the dense MLP fuse (experts of 24 rows do not); generation equals the unfused model's`, { skip: !panelsPreferred('bf16') && 'the fixture fuses in the bf16 panel layout only (16-row boundaries)' }, async () => {
+  const ds = loadConfig(repoPath(`test/fixtures/models/${fix}/config.json`));
   const build = (fuse: boolean) => {
     const m = buildModel(ds, { seed: 2, maxPositions: 64 });
     return { m, s: packWeights(m, 'bf16', { fuse }) };
   };
   const plain = build(false), fused = build(true);
   const mla = fused.m.namedModules().filter(([, m]) => m instanceof MLA) as [string, MLA][];
-  assert.ok(mla.length >= 3 && mla.every(([, m]) => m.xProj), 'every MLA (the MTP layer\'s too) fuses its two projections of x');
+  assert.ok(mla.length >= 2 && mla.every(([, m]) => m.xProj && (q === 'q_a_proj') === (m.q_a_proj !== null)), 'every MLA (an MTP layer\'s too) fuses its two projections of x');
+  let calls = 0;
+  for (const [, m] of mla) { const f = m.xProj!, apply = f.apply.bind(f); f.apply = (x) => { calls++; return apply(x); }; }
   const experts = fused.m.namedModules().filter(([p, m]) => m instanceof SwiGLU && /\.experts\.\d+$/.test(p)) as [string, SwiGLU][];
   assert.ok(experts.length > 0 && experts.every(([, m]) => !m.gateUp), 'experts with 24-row projections stay apart');
   const gen = async (m: typeof plain.m, prompts: number[][]) => {
@@ -139,6 +141,7 @@ test('fuseProjections DeepSeek-V3: MLA q_a_proj + kv_a_proj_with_mqa and the den
     return r.map((x) => ({ tokens: x.tokens, logprobs: x.logprobs }));
   };
   for (const prompts of [[[3, 1, 4, 1, 5]], [[9, 2, 6], [5, 3, 5, 8, 9, 7]]]) assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
+  assert.ok(calls >= 7, `the fused MLA products ran ${calls} times`);
   plain.m.dispose();
   fused.m.dispose();
 });
