@@ -3,9 +3,9 @@
  *
  * Why: re-concatenating past and new rows every decode step copies the whole cache per layer per sequence per step
  * (S1 at batch 16 and ~300 positions: ~120 MB per step). Instead each cache is a buffer with spare rows and a row
- * count `len`; a step's raggedAttention (src/tensor/ops/nn.ts) writes the new rows after `len`, and the count grows
- * (no new tensor objects per step: at batch 16 the per-step views, aliases and their keep/dispose cost ~1 ms). When the buffer is full it is replaced by one with ~25% spare
- * rows (amortised O(1) copies per token).
+ * count `len`; a step's raggedAttention (src/tensor/ops/nn.ts) writes the new rows after `len`, and the count grows,
+ * with no new tensor objects (S1 at batch 16: per-step views, aliases and their keep/dispose cost 2-4% of a step).
+ * When the buffer is full it is replaced by one with ~25% spare rows (amortised O(1) copies per token).
  *
  * A sequence's cache is owned by one SequenceCache (src/infer/kv-cache.ts) and only ever extended from its latest
  * length, so writing past `len` never changes rows in use.
