@@ -107,6 +107,23 @@ function viewF32(t: Tensor): Float32Array {
   return (t.raw as Float32Array).subarray(t.offset, t.offset + t.size);
 }
 
+/** y [..., N] = x [..., K] W^T (+ bias) through qgemm, with the checks every packed product makes (inference only,
+ * x's width and dtype); PackedLinear and FusedPacked. */
+function packedProduct(w: PackedMatrix, x: Tensor, bias: Float32Array | null, path: string, training: boolean): Tensor {
+  const K = w.cols, N = w.rows;
+  if (isGradEnabled() && (x.requiresGrad || training)) {
+    const how = w.format === 'f32' ? 'load it without f32Panels (plain f32 tensors)' : 'load the model with --weights f32';
+    throw new UsageError(`${path}: ${w.format} packed weights are inference-only (no autograd); run under noGrad() with model.eval(), or ${how} to train`);
+  }
+  if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${path}: expects [..., ${K}], got ${x.describe()}`);
+  if (x.dtype !== 'f32') throw new DTypeError(`${path}: packed weights take f32 activations, got ${x.describe()}`);
+  const xc = x.isContiguous() ? x : x.contiguous();
+  const out = empty([...x.shape.slice(0, -1), N], 'f32');
+  qgemm(viewF32(xc), x.size / K, w, bias, out.raw as Float32Array);
+  if (xc !== x) xc.dispose();
+  return out;
+}
+
 /** The LinearImpl of a packed layer: y = x W^T + b through native/qgemm.c (or its TypeScript reference). */
 export class PackedLinear implements LinearImpl {
   readonly name: string;
@@ -117,19 +134,7 @@ export class PackedLinear implements LinearImpl {
 
   /** y [..., N] = x [..., K] W^T (+ bias) for a layer of this shape. */
   apply(x: Tensor, bias: Tensor | null, training: boolean): Tensor {
-    const K = this.weight.cols, N = this.weight.rows;
-    if (isGradEnabled() && (x.requiresGrad || training)) {
-      const how = this.weight.format === 'f32' ? 'load it without f32Panels (plain f32 tensors)' : 'load the model with --weights f32';
-      throw new UsageError(`${this.path}: ${this.weight.format} packed weights are inference-only (no autograd); run under noGrad() with model.eval(), or ${how} to train`);
-    }
-    if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${this.path}: expects [..., ${K}], got ${x.describe()}`);
-    if (x.dtype !== 'f32') throw new DTypeError(`${this.path}: packed weights take f32 activations, got ${x.describe()}`);
-    const xc = x.isContiguous() ? x : x.contiguous();
-    const M = x.size / K;
-    const out = empty([...x.shape.slice(0, -1), N], 'f32');
-    qgemm(viewF32(xc), M, this.weight, bias ? viewF32(bias) : null, out.raw as Float32Array);
-    if (xc !== x) xc.dispose();
-    return out;
+    return packedProduct(this.weight, x, bias ? viewF32(bias) : null, this.path, training);
   }
 
   forward(x: Tensor, layer: Linear): Tensor {
@@ -316,14 +321,7 @@ export class FusedPacked {
 
   /** x [..., K] -> one output [..., width] per part, views of one product's output (contiguous when x is one row). */
   apply(x: Tensor): Tensor[] {
-    const K = this.weight.cols, N = this.weight.rows;
-    if (isGradEnabled() && x.requiresGrad) throw new UsageError(`${this.path}: packed weights are inference-only (no autograd); run under noGrad()`);
-    if (x.ndim < 1 || x.shape[x.ndim - 1] !== K) throw new ShapeError(`${this.path}: expects [..., ${K}], got ${x.describe()}`);
-    if (x.dtype !== 'f32') throw new DTypeError(`${this.path}: packed weights take f32 activations, got ${x.describe()}`);
-    const xc = x.isContiguous() ? x : x.contiguous();
-    const y = empty([...x.shape.slice(0, -1), N], 'f32');
-    qgemm(viewF32(xc), x.size / K, this.weight, this.bias, y.raw as Float32Array);
-    if (xc !== x) xc.dispose();
+    const y = packedProduct(this.weight, x, this.bias, this.path, false);
     let off = 0;
     const parts = this.widths.map((w) => { const v = y.narrow(y.ndim - 1, off, w); off += w; return v; });
     y.dispose(); // the views hold the storage
