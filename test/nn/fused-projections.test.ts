@@ -145,3 +145,10 @@ for (const [fix, q] of [['deepseek-v3-tiny', 'q_a_proj'], ['deepseek-v2-tiny', '
   plain.m.dispose();
   fused.m.dispose();
 });
+
+test('FusedPacked.apply: bad inputs get clear errors (width, dtype, autograd)', () => {
+  const f = fuseLinears(packedLayers([128, 128], 64, 'fp8', 'rows', [false, false]), 'layers.0.mlp.gate_proj+up_proj')!;
+  assert.throws(() => T.noGrad(() => f.apply(T.zeros([1, 32]))), /layers\.0\.mlp\.gate_proj\+up_proj: expects \[\.\.\., 64\], got \[1, 32\]/);
+  assert.throws(() => T.noGrad(() => f.apply(T.zeros([1, 64], 'f64'))), /take f32 activations/);
+  assert.throws(() => f.apply(T.zeros([1, 64]).setRequiresGrad(true)), /inference-only/);
+});
