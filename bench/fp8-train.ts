@@ -13,7 +13,7 @@
  * on them (384 tokens, digits split), packed into windows with EOS between documents — text a tiny model learns, so
  * the loss falls over the run. The models keep their shipped vocab_size (8192); unused ids just get low logits.
  * Schedule: linear warmup then cosine to 10% (AdamW, weight decay 0.1, clip 1.0; M1 also trains MTP, lambda 0.3, and
- * updates routing biases, gamma 0.001).
+ * updates routing biases, gamma 0.001 unless --bias-gamma says otherwise).
  *
  * Metric: the training loss (the optimized objective: CE, + 0.3 x MTP CE for M1) per step; both curves smoothed with
  * a debiased EMA (weight --smooth, default 0.6 — TensorBoard-style, "lightly smoothed"); relative difference
@@ -30,12 +30,16 @@
  * output without training (with --smooth, at another smoothing; --plot-dir, --tag apply).
  *
  * Run: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S]
- *                                 [--lr X] [--warmup N] [--beta2 X] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
+ *                                 [--lr X] [--warmup N] [--beta2 X] [--bias-gamma X] [--balance-alpha X] [--smooth W] [--plot-dir DIR] [--threshold 0.25] [--problems N]
  *                                 [--moments bf16|f32] [--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc]
  *                                 [--fp8-gemms fprop,dgrad,wgrad] [--yardstick E] [--bf16] [--tag NAME] [--f32-eval]
  * The last three vary the fp8 run only (defaults: the paper's recipe, bf16 moments, re-quantized cached activation,
  * f32-accumulating GEMM; 'fp8-acc' is the 14-bit-accumulator emulation and is far slower). --fp8-gemms lists the GEMMs
  * the fp8 run quantizes (ablation; the others run on f32 operands).
+ * --bias-gamma X (default 0.001, V3's) and --balance-alpha X (default 0; V3: 0.0001) set M1's aux-loss-free routing-bias
+ * update speed and sequence-wise balance loss weight for every run. The bias update moves each expert's bias by +-gamma
+ * on the sign of its load error, so a one-token difference in an expert's load between two runs moves their biases
+ * 2 gamma apart; gamma 0 (with or without the balance loss) takes that discrete step out of the comparison.
  * --beta2 X sets AdamW's beta2 for every run (default 0.999, PyTorch's; DeepSeek-V3 trained with 0.95, section 4.2:
  * with BF16 moments at 0.999, v's per-step change 0.1% x (g^2/v - 1) falls below half a BF16 ulp late in a run).
  * Defaults: both models, 100 steps, seed 0, batch 4 x seq 128 (512 tokens/step), lr 1e-3, warmup 10, plots in bench/out/.
@@ -71,7 +75,7 @@ const CONFIGS: Record<string, string> = {
 };
 
 const USAGE = 'usage: npm run bench -- fp8-train [--json] [--model T1|M1|T1,M1] [--steps N] [--seeds 0,1] [--batch B] [--seq S] ' +
-  '[--lr X] [--warmup N] [--beta2 X] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
+  '[--lr X] [--warmup N] [--beta2 X] [--bias-gamma X] [--balance-alpha X] [--smooth W] [--plot-dir DIR] [--threshold PCT] [--problems N] [--moments bf16|f32] ' +
   '[--wgrad-input requantize-cached|fresh] [--gemm f32|fp8-acc] [--fp8-gemms fprop,dgrad,wgrad] [--yardstick 1e-6] [--bf16] [--tag NAME] [--f32-eval] [--replot FILE.json]';
 
 interface Opts {
@@ -79,6 +83,8 @@ interface Opts {
   smooth: number; plotDir: string; threshold: number; problems: number;
   /** AdamW's beta2 for every run (DeepSeek-V3 section 4.2 trains with 0.9 / 0.95; PyTorch's default is 0.999). */
   beta2: number;
+  /** M1's routing-bias update speed (V3: 0.001) and sequence-wise balance loss weight (V3: 0.0001), every run. */
+  biasGamma: number; balanceAlpha: number;
   /** Variants of the fp8 run, to attribute a difference: AdamW moment storage, Wgrad's X operand, GEMM engine. */
   moments: 'f32' | 'bf16'; wgradInput: 'requantize-cached' | 'fresh'; gemm: 'f32' | 'fp8-acc';
   /** Also run f32 from initial weights perturbed by this relative amount (0 = no such run). */
@@ -102,7 +108,7 @@ interface Opts {
 function parse(argv: string[]): Opts {
   const o: Opts = {
     json: false, models: ['T1', 'M1'], steps: 100, seeds: [0], batch: 4, seq: 128, lr: 1e-3, warmup: 10, smooth: 0.6,
-    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, tag: '', f32Eval: false, replot: '', smoothSet: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, beta2: 0.999, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
+    plotDir: join(ROOT, 'bench', 'out'), threshold: 0.25, problems: 4000, yardstick: 0, bf16: false, tag: '', f32Eval: false, replot: '', smoothSet: false, fp8Gemms: { fprop: true, dgrad: true, wgrad: true }, beta2: 0.999, biasGamma: 0.001, balanceAlpha: 0, moments: 'bf16', wgradInput: 'requantize-cached', gemm: 'f32',
   };
   const choice = <T extends string>(flag: string, v: string, allowed: readonly T[]): T => {
     if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`bench fp8-train: ${flag} must be one of ${allowed.join(', ')}, got '${v}'`);
@@ -145,6 +151,8 @@ function parse(argv: string[]): Opts {
     else if (a === '--yardstick') o.yardstick = num(a, val(), false, 0);
     else if (a === '--tag') { o.tag = val(); if (!/^[A-Za-z0-9._-]+$/.test(o.tag)) throw new UsageError(`bench fp8-train: --tag must be letters, digits, '.', '_' or '-', got '${o.tag}'`); }
     else if (a === '--beta2') { o.beta2 = num(a, val(), false, 0); if (o.beta2 >= 1) throw new UsageError(`bench fp8-train: --beta2 must be in [0, 1), got ${o.beta2}`); }
+    else if (a === '--bias-gamma') o.biasGamma = num(a, val(), false, 0);
+    else if (a === '--balance-alpha') o.balanceAlpha = num(a, val(), false, 0);
     else if (a === '--moments') o.moments = choice(a, val(), ['f32', 'bf16'] as const);
     else if (a === '--wgrad-input') o.wgradInput = choice(a, val(), ['requantize-cached', 'fresh'] as const);
     else if (a === '--gemm') o.gemm = choice(a, val(), ['f32', 'fp8-acc'] as const);
@@ -186,7 +194,7 @@ function trainOnce(model: string, seed: number, mode: 'f32' | 'fp8' | 'bf16', ex
   }
   const trainer = new Trainer(m, {
     lr: cosineSchedule({ lr: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, minLr: o.lr * 0.1 }),
-    betas: [0.9, o.beta2], weightDecay: 0.1, clip: 1.0, mtpWeight: 0.3, biasGamma: 0.001, precision: mode === 'bf16' ? undefined : precision,
+    betas: [0.9, o.beta2], weightDecay: 0.1, clip: 1.0, mtpWeight: 0.3, biasGamma: o.biasGamma, balanceAlpha: o.balanceAlpha, precision: mode === 'bf16' ? undefined : precision,
     momentDtype: precision === 'fp8' ? o.moments : 'f32', fp8: { wgradInput: o.wgradInput, gemm: o.gemm, quantize: o.fp8Gemms },
   });
   const nFp8 = fp8Layers(m).length;
@@ -331,7 +339,7 @@ export default async function run(argv: string[]): Promise<void> {
     })), { yardstick: o.yardstick, smooth: o.smooth, warmup: o.warmup, plotDir: o.plotDir, tag: o.tag });
 
     const row = {
-      bench: 'fp8-train', model, tag: o.tag, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), beta2: o.beta2, moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds, yardstick: o.yardstick, bf16: o.bf16, f32_eval: o.f32Eval,
+      bench: 'fp8-train', model, tag: o.tag, fp8_gemms: Object.entries(o.fp8Gemms).filter(([, v]) => v).map(([k]) => k).join(','), beta2: o.beta2, bias_gamma: o.biasGamma, balance_alpha: o.balanceAlpha, moments: o.moments, wgrad_input: o.wgradInput, gemm: o.gemm, steps: o.steps, batch: o.batch, seq: o.seq, lr: o.lr, warmup: o.warmup, smooth: o.smooth, seeds: o.seeds, yardstick: o.yardstick, bf16: o.bf16, f32_eval: o.f32Eval,
       fp8_layers: perSeed[0]!.fp8.fp8Layers,
       smoothed_max_rel_pct: r4(worstMax), smoothed_mean_rel_pct: r4(worstMean), threshold_pct: o.threshold, within: worstMax <= o.threshold,
       per_seed: perSeed.map((p) => ({
