@@ -930,7 +930,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"adamw", f_adamw}, {"isa", f_isa}, {"getThreads", f_get_threads}, {"setThreads", f_set_threads},
     {"fp8Encode", r1_napi_fp8_encode}, {"fp8Decode", r1_napi_fp8_decode}, {"fp8Gemm", r1_napi_fp8_gemm}, {"fp8QuantizeTiles", r1_napi_fp8_quantize_tiles},
     {"qgemm", r1_napi_qgemm}, {"qdequant", r1_napi_qdequant}, {"qpanelPack", r1_napi_qpanel_pack},
-    {"qpanelPreferred", r1_napi_qpanel_preferred}, {"gemmGrouped", r1_napi_gemm_grouped},
+    {"qpanelPreferred", r1_napi_qpanel_preferred}, {"qpanelGlu", r1_napi_qpanel_glu}, {"gemmGrouped", r1_napi_gemm_grouped},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -1465,13 +1465,21 @@ A512 static void silu_mul_avx512(void *vc, long b0, long e, int tid) {
     _mm512_mask_storeu_ps(c->y + i, k, _mm512_mul_ps(_mm512_mul_ps(a, sg), _mm512_maskz_loadu_ps(k, c->b + i)));
   }
 }
+/* The variant k_silu_mul runs here (every element is computed on its own, so how the range is split changes nothing). */
+static void (*silu_mul_fn(void))(void *, long, long, int) {
+#ifdef R1_X86
+  if (r1_isa() >= R1_ISA_AVX512) return silu_mul_avx512;
+  if (use_avx2()) return silu_mul_avx2;
+#endif
+  return silu_mul_c;
+}
 void k_silu_mul(float *y, const float *a, const float *b, long n) {
   swi_ctx c = {y, NULL, NULL, a, b, NULL};
-#ifdef R1_X86
-  if (r1_isa() >= R1_ISA_AVX512) { r1_parallel_for(n, GRAIN, silu_mul_avx512, &c); return; }
-  if (use_avx2()) { r1_parallel_for(n, GRAIN, silu_mul_avx2, &c); return; }
-#endif
-  r1_parallel_for(n, GRAIN, silu_mul_c, &c);
+  r1_parallel_for(n, GRAIN, silu_mul_fn(), &c);
+}
+void k_silu_mul_serial(float *y, const float *a, const float *b, long n) {
+  swi_ctx c = {y, NULL, NULL, a, b, NULL};
+  silu_mul_fn()(&c, 0, n, 0);
 }
 void k_silu_mul_grad(float *da, float *db, const float *a, const float *b, const float *dy, long n) {
   swi_ctx c = {NULL, da, db, a, b, dy};

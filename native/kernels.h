@@ -69,6 +69,8 @@ void k_attention_grad(float *dq, float *dk, float *dv, const float *dout, const 
                       const float *v, const float *out, const float *lse, const float *mask, const long *mst,
                       long B, long Hq, long Hkv, long Sq, long Sk, long Dk, long Dv, float scale, int causal);
 void k_silu_mul(float *y, const float *a, const float *b, long n);
+/* The same values, computed on the calling thread only (qpanel.c's GLU epilogue runs it inside a thread's share). */
+void k_silu_mul_serial(float *y, const float *a, const float *b, long n);
 void k_silu_mul_grad(float *da, float *db, const float *a, const float *b, const float *dy, long n);
 void k_index_select(void *dst, const void *src, const int32_t *idx, long outer, long nSrc, long nIdx, long inner, int esize);
 void k_index_add(float *dst, const float *src, const int32_t *idx, long outer, long nDst, long nIdx, long inner);

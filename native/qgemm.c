@@ -802,10 +802,16 @@ static int is_nullish(napi_env env, napi_value v) {
  * ceil(N/128) * ceil(K/128) entries), a Float32Array f32 (panels only); layout 1 = 16-row panels (qpanel.h),
  * 0 = row-major [N, K].
  * Returns the format, or -1 after throwing. */
+static int weights_in(call_t *C, napi_value wv, napi_value sv, long layout, long N, long K, arr_t *w, arr_t *s);
 static int arg_weights(call_t *C, napi_value wv, napi_value sv, napi_value lv, long N, long K, arr_t *w, arr_t *s) {
+  long layout = 0;
+  if (!arg_long(C, lv, &layout, "layout", 0, 1)) return -1;
+  return weights_in(C, wv, sv, layout, N, K, w, s);
+}
+static int weights_in(call_t *C, napi_value wv, napi_value sv, long layout, long N, long K, arr_t *w, arr_t *s) {
   if (!arg_arr(C, wv, w, "w")) return -1;
-  long nk, layout = 0;
-  if (!mul2(C, N, K, &nk) || !arg_long(C, lv, &layout, "layout", 0, 1)) return -1;
+  long nk;
+  if (!mul2(C, N, K, &nk)) return -1;
   int fmt;
   if (w->type == napi_uint16_array) fmt = layout ? R1_QW_BF16P : R1_QW_BF16;
   else if (w->type == napi_uint8_array) fmt = layout ? R1_QW_E4M3P : R1_QW_E4M3;
@@ -853,6 +859,32 @@ napi_value r1_napi_qgemm(napi_env env, napi_callback_info info) {
   if (!r1_qgemm(fmt, M, N, K, x.data, w.data, s.data, has_bias ? b.data : NULL, y.data))
     fail(C, 0, "out of memory for the bf16-rounded activations (%ld x %ld)", M, K);
   return NULL;
+}
+
+/* qpanelGlu(y: Float32Array, x: Float32Array, w: Uint16Array | Float32Array | Uint8Array, scaleInv: Float32Array |
+ * null, M, N, K): y[M, N] = silu(x[M, K] . Wg^T) * (x . Wu^T) where w is W = [Wg; Wu] ([2N, K]) in the 16-row panel
+ * layout (r1_qpanel_glu); returns false (y untouched) where that format's panel kernels do not run here or N is not a
+ * multiple of 16 (fp8: 128) */
+napi_value r1_napi_qpanel_glu(napi_env env, napi_callback_info info) {
+  QBEGIN("qpanelGlu", 7);
+  arr_t y, x, w, s;
+  long M = 0, N = 0, K = 0, N2, mn, mk;
+  if (!arg_typed(C, argv[0], &y, "y", napi_float32_array) || !arg_typed(C, argv[1], &x, "x", napi_float32_array) ||
+      !arg_long(C, argv[4], &M, "M", 0, MAX_SIZE) || !arg_long(C, argv[5], &N, "N", 0, MAX_SIZE) ||
+      !arg_long(C, argv[6], &K, "K", 0, MAX_SIZE) || !mul2(C, N, 2, &N2))
+    return NULL;
+  const int fmt = weights_in(C, argv[2], argv[3], 1, N2, K, &w, &s);
+  if (fmt < 0) return NULL;
+  if (!mul2(C, M, N, &mn) || !mul2(C, M, K, &mk)) return NULL;
+  if (!need(C, &y, 0, mn, "y") || !need(C, &x, 0, mk, "x")) return NULL;
+  const int r = r1_qpanel_glu(fmt, M, N, K, x.data, w.data, s.data, y.data);
+  if (r == 0) {
+    fail(C, 0, "out of memory for the bf16-rounded activations (%ld x %ld)", M, K);
+    return NULL;
+  }
+  napi_value out;
+  napi_get_boolean(env, r > 0, &out);
+  return out;
 }
 
 /* qdequant(dst: Float32Array, w, scaleInv | null, N, K, r0, r1, layout): dst[(r1 - r0) x K] = rows [r0, r1) of W in f32 */

@@ -30,4 +30,5 @@ napi_value r1_napi_qgemm(napi_env env, napi_callback_info info);
 napi_value r1_napi_qdequant(napi_env env, napi_callback_info info);
 napi_value r1_napi_qpanel_pack(napi_env env, napi_callback_info info);
 napi_value r1_napi_qpanel_preferred(napi_env env, napi_callback_info info);
+napi_value r1_napi_qpanel_glu(napi_env env, napi_callback_info info);
 #endif

@@ -46,6 +46,7 @@
 #include "e4m3_bf16.h"
 #include "fp8.h"
 #include "qgemm.h"
+#include "kernels.h"
 
 #define PR R1_QP_ROWS /* rows per panel */
 #define MRP 8         /* X rows per register block */
@@ -64,6 +65,15 @@
 static inline long min_l(long a, long b) { return a < b ? a : b; }
 static inline long max_l(long a, long b) { return a > b ? a : b; }
 static inline long cdiv(long a, long b) { return (a + b - 1) / b; }
+
+/* The GLU driver's per-thread scratch: [QP_SLAB, 2 GLU_SUB 16] floats (a slab's rows x the gate and up columns of
+ * GLU_SUB output panels), or NULL when out of memory. */
+#define GLU_SUB 48
+static _Thread_local float *glu_buf;
+static float *glu_scratch(void) {
+  if (!glu_buf) glu_buf = aligned_alloc(64, sizeof(float) * QP_SLAB * 2 * GLU_SUB * PR);
+  return glu_buf;
+}
 
 long r1_qpanel_len(long N, long K) { return cdiv(N, PR) * PR * (K + (K & 1)); }
 
@@ -261,19 +271,18 @@ T5V AI void gemv_panels_n_e4m3(const pctx *c, long q, long d, const int n, long 
  * bf16 kernel over the buffer for every row block, its sums times 2^8 * scale_inv. */
 #define MK8(MRV)                                                                                                   \
   case MRV:                                                                                                        \
-    if (nr == 3) mk_panel_bf16(MRV, 3, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc); \
-    else if (nr == 2) mk_panel_bf16(MRV, 2, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc); \
-    else mk_panel_bf16(MRV, 1, x, K2, kc, (const char *)buf, SB * 64, y, N, bias, valid, yd, kb > 0, NULL, sc);  \
+    if (nr == 3) mk_panel_bf16(MRV, 3, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc); \
+    else if (nr == 2) mk_panel_bf16(MRV, 2, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc); \
+    else mk_panel_bf16(MRV, 1, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc);  \
     break;
-T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
-  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 32, yd = sd * PR;
+/* Outputs to Yb as in qpanel_kern.h's panels3o. */
+T5V static void panels3o_e4m3(const pctx *c, long q, int nr, long sd, float *Yb, long ldy, long yd, long valid,
+                              const float *bias) {
+  const long M = c->M, K2 = c->K2, ps = K2 * 32;
   const int nb = (int)cdiv(M, MRP);
   __m512i buf[NRP * SB] __attribute__((aligned(64))); /* 3 panels x 64 steps of bf16 pairs: 12 KB */
   __m512i t[4];
   e4m3_bf16_tabs(t);
-  const long j0 = q * PR;
-  const float *bias = c->bias ? c->bias + j0 : NULL;
-  const long valid = N - j0;
   const float *sr[NRP];
   for (int v = 0; v < NRP; v++) sr[v] = c->S + ((q + (v < nr ? v : 0) * sd) * PR / R1_QW_BLOCK) * c->sk;
   for (long kb = 0; kb * SB < K2; kb++) {
@@ -290,11 +299,15 @@ T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
     for (int b = 0, i0 = 0; b < nb; b++) {
       const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
       const uint32_t *x = c->X + i0 * K2 + pa;
-      float *y = c->Y + i0 * N + j0;
+      float *y = Yb + i0 * ldy;
       switch (mr) { MK8(1) MK8(2) MK8(3) MK8(4) MK8(5) MK8(6) MK8(7) default: MK8(8) }
       i0 += mr;
     }
   }
+}
+T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
+  const long j0 = q * PR;
+  panels3o_e4m3(c, q, nr, sd, c->Y + j0, c->N, sd * PR, c->N - j0, c->bias ? c->bias + j0 : NULL);
 }
 #undef MK8
 #define QK_SUF e4m3
@@ -315,6 +328,15 @@ T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
 RUN_FAST_STUB(bf16)
 RUN_FAST_STUB(f32)
 RUN_FAST_STUB(e4m3)
+#define RUN_GLU_STUB(F)                                                                                            \
+  static void run_glu_##F(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,       \
+                          float *Y) {                                                                              \
+    (void)M; (void)N; (void)K2; (void)X; (void)P; (void)S; (void)sk; (void)Y;                                      \
+    abort();                                                                                                       \
+  }
+RUN_GLU_STUB(bf16)
+RUN_GLU_STUB(f32)
+RUN_GLU_STUB(e4m3)
 #endif
 
 /* ---------------- the product ---------------- */
@@ -328,6 +350,17 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
   *buf = aligned_alloc(64, (need * elem + 63) / 64 * 64);
   *cap = *buf ? need : 0;
   return *buf != NULL;
+}
+
+/* (*buf)[M, Kp] = X [M, K] rounded to bf16 (nearest even), each row zero-padded from K to Kp (the pad meets the
+ * layout's zero weights); 0 when out of memory. */
+static int round_rows(const float *X, long M, long K, long Kp, uint16_t **buf, size_t *cap) {
+  if (!grow((void **)buf, cap, (size_t)M * (size_t)Kp, sizeof(uint16_t))) return 0;
+  for (long i = 0; i < M; i++) {
+    r1_round_bf16(X + i * K, *buf + i * Kp, K);
+    for (long k = K; k < Kp; k++) (*buf)[i * Kp + k] = 0;
+  }
+  return 1;
 }
 
 /* The portable product of every panel format (no kernels here, or R1_ISA capped): X rounded to bf16 values (f32; f32
@@ -373,11 +406,7 @@ int r1_qpanel_gemm(long M, long N, long K, const float *X, const uint16_t *P, co
   const long K2 = cdiv(K, 2);
   if (r1_qpanel_native()) {
     /* X rounded to bf16, rows padded to an even length (the pad pairs with W's zero pad) */
-    if (!grow((void **)&xb_buf, &xb_cap, (size_t)M * (size_t)(2 * K2), sizeof(uint16_t))) return 0;
-    for (long i = 0; i < M; i++) {
-      r1_round_bf16(X + i * K, xb_buf + i * 2 * K2, K);
-      if (K & 1) xb_buf[i * 2 * K2 + K] = 0;
-    }
+    if (!round_rows(X, M, K, 2 * K2, &xb_buf, &xb_cap)) return 0;
     run_fast_bf16(M, N, K2, (const uint32_t *)xb_buf, (const char *)P, NULL, 0, bias, Y);
     return 1;
   }
@@ -499,13 +528,33 @@ int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, co
   const long K4 = k4(K), sk = cdiv(K, R1_QW_BLOCK);
   if (r1_qpanel8_native()) {
     /* X rounded to bf16, rows zero-padded to K4 (the pad meets W's zero codes) */
-    if (!grow((void **)&x8_buf, &x8_cap, (size_t)M * (size_t)K4, sizeof(uint16_t))) return 0;
-    for (long i = 0; i < M; i++) {
-      r1_round_bf16(X + i * K, x8_buf + i * K4, K);
-      for (long k = K; k < K4; k++) x8_buf[i * K4 + k] = 0;
-    }
+    if (!round_rows(X, M, K, K4, &x8_buf, &x8_cap)) return 0;
     run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, (const char *)P, S, sk, bias, Y);
     return 1;
   }
   return portable_gemm(R1_QW_E4M3P, M, N, K, X, P, S, bias, Y);
+}
+
+/* ---------------- GLU: silu(X Wg^T) * (X Wu^T) in one pass over W = [Wg; Wu] ---------------- */
+int r1_qpanel_glu(int fmt, long M, long N, long K, const float *X, const void *P, const float *S, float *Y) {
+  const int native = fmt == R1_QW_BF16P ? r1_qpanel_native() : fmt == R1_QW_F32P ? r1_qpanel_f32_native()
+                     : fmt == R1_QW_E4M3P ? r1_qpanel8_native() : 0;
+  if (!native || N % (fmt == R1_QW_E4M3P ? R1_QW_BLOCK : PR) != 0) return -1;
+  if (M <= 0 || N <= 0) return 1;
+  if (K <= 0) { /* silu(0) * 0 */
+    memset(Y, 0, sizeof(float) * (size_t)(M * N));
+    return 1;
+  }
+  if (!glu_scratch()) return 0;
+  if (fmt == R1_QW_F32P) {
+    run_glu_f32(M, N, K, (const uint32_t *)X, (const char *)P, NULL, 0, Y);
+    return 1;
+  }
+  /* X rounded to bf16 as the products round it, rows zero-padded to the layout's K (even; fp8: a multiple of 4) */
+  const long Kp = fmt == R1_QW_E4M3P ? k4(K) : K + (K & 1);
+  uint16_t **buf = fmt == R1_QW_E4M3P ? &x8_buf : &xb_buf;
+  if (!round_rows(X, M, K, Kp, buf, fmt == R1_QW_E4M3P ? &x8_cap : &xb_cap)) return 0;
+  if (fmt == R1_QW_E4M3P) run_glu_e4m3(M, N, Kp / 2, (const uint32_t *)*buf, (const char *)P, S, cdiv(K, R1_QW_BLOCK), Y);
+  else run_glu_bf16(M, N, Kp / 2, (const uint32_t *)*buf, (const char *)P, NULL, 0, Y);
+  return 1;
 }

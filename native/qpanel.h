@@ -43,4 +43,12 @@ int r1_qpanel8_preferred(void);
 void r1_qpanel8_pack(const uint8_t *codes, long N, long K, uint8_t *dst);
 void r1_qpanel8_dequant(long N, long K, const uint8_t *P, const float *S, long r0, long r1, float *dst);
 int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, const float *S, const float *bias, float *Y);
+
+/* GLU of two same-shape products: Y[M, N] = silu(X . Wg^T) * (X . Wu^T), where P is [Wg; Wu] ([2N, K]) in the panel
+ * layout of fmt (R1_QW_BF16P, R1_QW_F32P, R1_QW_E4M3P with S its 128 x 128 block scales), N a multiple of 16 (fp8:
+ * of 128). For M >= 2 each output is the f32 that r1_qgemm of the whole W followed by k_silu_mul gives (M = 1 runs
+ * the same kernels, whose sums may differ in the last bit from the GEMV's). Returns 1 done, 0 out of memory (Y
+ * untouched), -1 when this format's panel kernels do not run here or N does not fit (the caller multiplies and
+ * applies silu itself). */
+int r1_qpanel_glu(int fmt, long M, long N, long K, const float *X, const void *P, const float *S, float *Y);
 #endif

@@ -60,3 +60,47 @@ static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char 
     else KN(strip_range)(&s, 0, panels, 0);
   }
 }
+
+/* GLU (r1_qpanel_glu): Y [M, N] = silu(X . gate^T) * (X . up^T) with W = [gate; up] (2N rows: P = N / 16 gate
+ * panels, then P up panels). A thread's share of output panels [q0, q1) goes GLU_SUB at a time: the gate panels
+ * [a, a + n) and then the up panels [a + P, a + P + n) as strip_range reads them (the same blocks, streams and
+ * prefetches as the two products), into a per-thread scratch [M, 2 n 16] instead of Y, and k_silu_mul_serial writes
+ * Y's columns from it on the same core. Each sum is the product's own (the same kernels in the same order) and silu is
+ * k_silu_mul's, so the values equal the two products followed by k_silu_mul, while the gate and up outputs never
+ * leave the core that computed them (k_silu_mul read them from both cores' caches) and one call replaces three. */
+QK_T static void KN(glu_range)(void *v, long q0, long q1, int tid) {
+  (void)tid;
+  const pctx *c = v;
+  const long M = c->M, N = c->N, P = N / PR;
+  float *sc = glu_scratch();
+  if (!sc) abort();
+  for (long a = q0; a < q1; a += GLU_SUB) {
+    const long n = min_l(GLU_SUB, q1 - a), ld = 2 * n * PR;
+    for (long h = 0; h < 2; h++) { /* gate, then up */
+      float *yb = sc + h * n * PR;
+      const long b = a + h * P;
+      long q = b;
+      if (M <= 2 * MRP && QP_RUNS) { /* three runs, as strip_range */
+        const long L = n / NRP;
+        for (long i = 0; i < L; i++) KN(panels3o)(c, b + i, NRP, L, yb + i * PR, ld, L * PR, ld, NULL);
+        q = b + NRP * L;
+      }
+      for (; q < b + n; q += NRP) KN(panels3o)(c, q, (int)min_l(NRP, b + n - q), 1, yb + (q - b) * PR, ld, PR, ld, NULL);
+    }
+    for (long i = 0; i < M; i++) k_silu_mul_serial(c->Y + i * N + a * PR, sc + i * ld, sc + i * ld + n * PR, n * PR);
+  }
+}
+static void KN(run_glu)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk, float *Y) {
+  pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk};
+  const long units = N / PR;
+  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
+    pctx s = c;
+    s.M = min_l(QP_SLAB, M - i0);
+    s.X = X + i0 * K2;
+    s.Y = Y + i0 * N;
+    s.prefetch = i0 == 0;
+    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
+    if (N * K2 * 4 * s.M >= 65536) r1_parallel_for(units, grain, KN(glu_range), &s);
+    else KN(glu_range)(&s, 0, units, 0);
+  }
+}

@@ -103,37 +103,41 @@ QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2
 #undef STORE
 #define MK_NR(MRV)                                                                                                 \
   case MRV:                                                                                                        \
-    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                           \
-    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                      \
-    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, pd, y, N, bias, valid, yd, pa > 0, pf, NULL);                                   \
+    if (nr == 3) KN(mk_panel)(MRV, 3, x, K2, kc, pk, pd, y, ldy, bias, valid, yd, pa > 0, pf, NULL);             \
+    else if (nr == 2) KN(mk_panel)(MRV, 2, x, K2, kc, pk, pd, y, ldy, bias, valid, yd, pa > 0, pf, NULL);        \
+    else KN(mk_panel)(MRV, 1, x, K2, kc, pk, pd, y, ldy, bias, valid, yd, pa > 0, pf, NULL);                     \
     break;
 
 /* NR panels q, q + sd, q + 2 sd (sd = 1: a strip of adjacent panels) for all M rows: equal chunks of K (see KC
  * below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8, 12 -> 6 +
  * 6): the chunk (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF bytes ahead in each of
  * its panel streams (first slab only), and from L1/L2 by the others. */
-QK_T static void KN(panels3)(const pctx *c, long q, int nr, long sd) {
-  const long M = c->M, N = c->N, K2 = c->K2, ps = K2 * 64, pd = sd * ps, yd = sd * PR; /* pd, yd: stream, column distance */
+/* The outputs go to Yb (row i at Yb + i ldy), the block's panels yd columns apart there, the first `valid` columns
+ * stored, bias (or NULL) for those columns: panels3 passes Y's own columns of panel q; the GLU driver a scratch. */
+QK_T static void KN(panels3o)(const pctx *c, long q, int nr, long sd, float *Yb, long ldy, long yd, long valid,
+                              const float *bias) {
+  const long M = c->M, K2 = c->K2, ps = K2 * 64, pd = sd * ps; /* pd: the distance between the block's streams */
   const int nb = (int)cdiv(M, MRP);
   /* K in equal chunks: one up to QP_K1 steps, else of at most QP_KC (S1's bf16 down projection, 2432 pairs:
    * 8 x 304; measured at batch 16 against 1024-pair chunks: ~280 -> ~320 GFLOP/s, the short-K products unchanged) */
   const long KC = K2 <= QP_K1 ? K2 : cdiv(K2, cdiv(K2, QP_KC));
-  const long j0 = q * PR;
   const char *p0 = c->P + q * ps;
-  const float *bias = c->bias ? c->bias + j0 : NULL;
-  const long valid = N - j0;
   for (long pa = 0; pa < K2; pa += KC) {
     const long kc = min_l(KC, K2 - pa);
     const char *pk = p0 + 64 * pa;
     for (int b = 0, i0 = 0; b < nb; b++) {
       const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
       const uint32_t *x = c->X + i0 * K2 + pa;
-      float *y = c->Y + i0 * N + j0;
+      float *y = Yb + i0 * ldy;
       const char *pf = c->prefetch && b == 0 ? pk + QP_PF : NULL;
       switch (mr) { MK_NR(1) MK_NR(2) MK_NR(3) MK_NR(4) MK_NR(5) MK_NR(6) MK_NR(7) default: MK_NR(8) }
       i0 += mr;
     }
   }
+}
+QK_T static void KN(panels3)(const pctx *c, long q, int nr, long sd) {
+  const long j0 = q * PR;
+  KN(panels3o)(c, q, nr, sd, c->Y + j0, c->N, sd * PR, c->N - j0, c->bias ? c->bias + j0 : NULL);
 }
 
 #undef MK_NR

@@ -21,9 +21,13 @@ export class SwiGLU extends Module {
     return this.gateUp !== null;
   }
   forward(x: Tensor): Tensor {
-    if (this.gateUp && !this.training && this.gateUp.serves(x)) {
-      const [g, u] = this.gateUp.apply(x);
-      return this.down_proj.forward(siluMul(g!, u!));
+    if (this.gateUp && !this.training) {
+      if (this.gateUp.serves(x)) {
+        const [g, u] = this.gateUp.apply(x);
+        return this.down_proj.forward(siluMul(g!, u!));
+      }
+      const h = this.gateUp.glu(x); // more rows: silu(gate) * up in one pass (the same values)
+      if (h) return this.down_proj.forward(h);
     }
     return this.down_proj.forward(siluMul(this.gate_proj.forward(x), this.up_proj.forward(x)));
   }

@@ -66,6 +66,8 @@ interface QgemmAddon {
     r0: number, r1: number, layout: 0 | 1): void;
   qpanelPack(dst: Uint16Array | Float32Array | Uint8Array, w: Float32Array | Uint8Array, N: number, K: number): void;
   qpanelPreferred(format?: 'bf16' | 'f32' | 'fp8'): boolean;
+  qpanelGlu?(y: Float32Array, x: Float32Array, w: Uint16Array | Uint8Array | Float32Array, scaleInv: Float32Array | null,
+    M: number, N: number, K: number): boolean;
 }
 
 let addon: QgemmAddon | null | undefined;
@@ -184,6 +186,23 @@ export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32
     return out;
   }
   return qgemmJs(x, M, w, bias, out);
+}
+
+/**
+ * y [M, N] = silu(x Wg^T) * (x Wu^T) in one native pass, where w is W = [Wg; Wu] ([2N, K]) in the panel layout: each
+ * output the f32 that qgemm of the whole W followed by siluMul gives (for M >= 2; see native/qpanel.h), without
+ * writing the two products out. Returns null (nothing written) where this cannot run — the TypeScript reference, an
+ * addon without it, rows-layout weights, panel kernels that do not run here, or N not a multiple of 16 (fp8: 128) —
+ * and the caller then multiplies and applies siluMul itself.
+ */
+export function qgemmGlu(x: Float32Array, M: number, w: PackedMatrix, y?: Float32Array): Float32Array | null {
+  const n = qgemmNative();
+  if (!n?.qpanelGlu || w.layout !== 'panels' || w.rows % 2 !== 0) return null;
+  const N = w.rows / 2, K = w.cols;
+  if (x.length < M * K) throw new ShapeError(`qgemmGlu: x holds ${x.length} values, need ${M} x ${K}`);
+  const out = y ?? new Float32Array(M * N);
+  if (out.length < M * N) throw new ShapeError(`qgemmGlu: y holds ${out.length} values, need ${M} x ${N}`);
+  return n.qpanelGlu(out, x, w.data, w.scaleInv, M, N, K) ? out : null;
 }
 
 /** x rounded to bf16 (nearest even), as f32 values: the activations qgemm multiplies. */

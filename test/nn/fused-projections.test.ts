@@ -3,7 +3,9 @@
  * input (q/k/v, gate/up) multiplied as one packed matrix. Each part's output must be bit for bit what its own product
  * gives, in every format and layout, at one row and at many; the parts keep working (pointed at their slices of the
  * fused data, no second copy); parts that do not end on a panel or fp8 scale-block boundary are not fused; and
- * generation with fused projections equals generation without, token for token and logprob for logprob.
+ * generation with fused projections equals generation without, token for token and logprob for logprob. A gate/up
+ * pair in panels also runs as one GLU product at two rows or more (silu(gate) * up as the sums are stored), bit for
+ * bit what the product and siluMul give.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,6 +75,45 @@ for (const { fmt, layout, rows } of cases) {
   });
 }
 
+for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
+  test(`FusedPacked.glu ${fmt} panels: silu(gate) * up bit for bit what apply + siluMul give, 2 to 300 rows`, { skip: !panelsPreferred(fmt) && `the ${fmt} panel kernels do not run here` }, () => {
+    // K padded (bf16: even, fp8: multiple of 4) and two fp8 scale blocks wide. H: 16 or 104 panels per part (the
+    // driver goes 48 output panels at a time per thread, in three runs plus a strip of the rest), 3 (bf16, f32)
+    for (const H of fmt === 'fp8' ? [256, 1664] : [256, 1664, 48]) glu(fmt, 130, H);
+  });
+}
+/** FusedPacked.glu of a [H, K] gate and up pair against apply + siluMul, at 1 to 300 rows. */
+function glu(fmt: PackedFormat, K: number, H: number): void {
+  const f = fuseLinears(packedLayers([H, H], K, fmt, 'panels', [false, false]), 'mlp.gate_proj+up_proj')!;
+  assert.ok(f, 'fused');
+  for (const M of [1, 2, 3, 8, 16, 17, 300]) { // 300: two slabs of the panel driver (256 rows each)
+    const x = T.fromArray(rand(M * K, 40 + M), [M, K]);
+    const got = T.noGrad(() => f.glu(x));
+    assert.ok(got, `glu ran at ${M} rows`);
+    assert.deepEqual(got.shape, [M, H]);
+    const [g, u] = T.noGrad(() => f.apply(x));
+    const want = T.siluMul(g!.contiguous(), u!.contiguous()).toArray() as Float32Array;
+    const have = got.toArray() as Float32Array;
+    if (M === 1) { // one row: apply runs the GEMV, whose sums may differ from the block kernels' in the last bit
+      for (let i = 0; i < H; i++) assert.ok(Math.abs(have[i]! - want[i]!) <= 1e-6 + 1e-5 * Math.abs(want[i]!), `row 0 col ${i}: ${have[i]} vs ${want[i]}`);
+    } else assert.deepEqual(have, want, `${H} wide, ${M} rows: glu differs from apply + siluMul`);
+  }
+}
+
+test('FusedPacked.glu: null (the caller multiplies and applies siluMul) for rows layout, biased or unequal parts, three parts', () => {
+  const K = 64, x = T.zeros([4, K]);
+  const rows = fuseLinears(packedLayers([128, 128], K, 'fp8', 'rows', [false, false]), 'x')!;
+  assert.equal(T.noGrad(() => rows.glu(x)), null);
+  if (!panelsPreferred('bf16')) return;
+  assert.equal(T.noGrad(() => fuseLinears(packedLayers([32, 32], K, 'bf16', 'panels', [true, false]), 'x')!.glu(x)), null);
+  assert.equal(T.noGrad(() => fuseLinears(packedLayers([32, 48], K, 'bf16', 'panels', [false, false]), 'x')!.glu(x)), null);
+  assert.equal(T.noGrad(() => fuseLinears(packedLayers([32, 32, 32], K, 'bf16', 'panels', [false, false, false]), 'x')!.glu(x)), null);
+  const ok = fuseLinears(packedLayers([32, 32], K, 'bf16', 'panels', [false, false]), 'mlp.gate_proj+up_proj')!;
+  assert.deepEqual(T.noGrad(() => ok.glu(x))!.shape, [4, 32]);
+  assert.throws(() => T.noGrad(() => ok.glu(T.zeros([4, 32]))), /mlp\.gate_proj\+up_proj: expects \[\.\.\., 64\], got \[4, 32\]/);
+  assert.throws(() => ok.glu(T.zeros([4, K]).setRequiresGrad(true)), /inference-only/);
+});
+
 test('fuseLinears: not fused when a part does not end on a panel / scale-block boundary, or the parts differ', () => {
   // fp8: 128-row scale blocks
   assert.equal(fuseLinears(packedLayers([100, 128], 64, 'fp8', 'rows', [false, false]), 'x'), null);
@@ -101,11 +142,12 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
     assert.equal(plain.s.fused, undefined);
     assert.equal(fused.s.fused, 4, 'two layers x (q/k/v, gate/up)');
     assert.deepEqual(weightBytes(fused.m), weightBytes(plain.m), 'no weight held twice');
-    let calls = 0; // the fused products really run (batch 1)
+    let calls = 0, gluCalls = 0; // the fused products really run (batch 1; GLU at more rows, in the panel layouts)
     const count = (f: FusedPacked) => { const apply = f.apply.bind(f); f.apply = (x) => { calls++; return apply(x); }; };
+    const countGlu = (f: FusedPacked) => { const glu = f.glu.bind(f); f.glu = (x) => { const r = glu(x); if (r) gluCalls++; return r; }; };
     for (const [, mod] of fused.m.namedModules()) {
       if (mod instanceof GQAttention) { assert.ok(mod.qkv && mod.qkv.bias, 'q/k/v fused, with their biases'); count(mod.qkv); }
-      if (mod instanceof SwiGLU) { assert.ok(mod.gateUp && !mod.gateUp.bias); count(mod.gateUp); }
+      if (mod instanceof SwiGLU) { assert.ok(mod.gateUp && !mod.gateUp.bias); count(mod.gateUp); countGlu(mod.gateUp); }
     }
     // batch 1 decodes through the fused products (one row); two sequences at once through the parts
     const gen = async (m: typeof plain.m, prompts: number[][]) => {
@@ -117,6 +159,7 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
       assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
     }
     assert.ok(calls >= 4 * 7, `fused products ran ${calls} times`);
+    if (panelsPreferred(fmt)) assert.ok(gluCalls >= 2 * 2, `the GLU products (prompts of several tokens, two sequences) ran ${gluCalls} times`);
     plain.m.dispose();
     fused.m.dispose();
   });
