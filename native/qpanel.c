@@ -187,7 +187,7 @@ static long gemv_pf_bytes(void) {
   if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
   return v;
 }
-/* M >= 2 (panels3, strip_range): the first row block of each chunk prefetches QP_PF bytes ahead in its own panel
+/* M >= 2 (panels3o, strips): the first row block of each chunk prefetches QP_PF bytes ahead in its own panel
  * streams. Why the prefetch runs in the streams being read: the earlier design requested the *next* chunk (~86 KB ahead), a
  * share per block, so the weights would stream during the blocks that compute from cache; on the Zen 5-class VM that
  * did nothing (no prefetch at all measured the same), while 2 KiB ahead in the first block's own streams made S1's
@@ -304,10 +304,6 @@ T5V static void panels3o_e4m3(const pctx *c, long q, int nr, long sd, float *Yb,
       i0 += mr;
     }
   }
-}
-T5V static void panels3_e4m3(const pctx *c, long q, int nr, long sd) {
-  const long j0 = q * PR;
-  panels3o_e4m3(c, q, nr, sd, c->Y + j0, c->N, sd * PR, c->N - j0, c->bias ? c->bias + j0 : NULL);
 }
 #undef MK8
 #define QK_SUF e4m3

@@ -1,4 +1,4 @@
-/* The drivers of qpanel.c's panel kernels, included once per format after its KN(gemv_panels_n) and KN(panels3)
+/* The drivers of qpanel.c's panel kernels, included once per format after its KN(gemv_panels_n) and KN(panels3o)
  * (QK_SUF, QK_T and KN as in qpanel_kern.h): which panels each thread takes and in what order, and the slabs of
  * X rows. */
 /* Panels [q0, q1) of one thread: split into GP equal runs read side by side (stream v walks run v from its first
@@ -19,21 +19,44 @@ QK_T static void KN(gemv_range)(void *v, long q0, long q1, int tid) {
   }
 }
 
-/* Panels [q0, q1) of one thread, NRP at a time. Up to 16 rows (one pass over the weights per product: decode), as
- * the GEMV reads them: the panels split into NRP equal runs, block i taking panel i of each run, so each of the
- * three streams is one long sequential read and the in-stream prefetch runs on into the run's next panel (the 0-2
- * panels left over as a strip); more rows (prefill), strips of adjacent panels. The threads get equal shares of
- * panels (S1's 56-panel projections: 28 each, where whole strips split 10 / 9). */
+/* Panels [b, b + n) for all rows of the slab, NRP at a time, panel q's outputs at Yb + (q - b) 16 (row stride ldy;
+ * the first valid0 - (q - b) 16 columns stored, with bias0 + (q - b) 16 if bias0). Up to 16 rows (one pass over the
+ * weights per product: decode), as the GEMV reads them: the panels split into NRP equal runs, block i taking panel i
+ * of each run, so each of the three streams is one long sequential read and the in-stream prefetch runs on into the
+ * run's next panel (the 0-2 panels left over as a strip); more rows (prefill), strips of adjacent panels. */
+QK_T static void KN(strips)(const pctx *c, long b, long n, float *Yb, long ldy, long valid0, const float *bias0) {
+  long q = b;
+  if (c->M <= 2 * MRP && QP_RUNS) {
+    const long L = n / NRP;
+    for (long i = 0; i < L; i++)
+      KN(panels3o)(c, b + i, NRP, L, Yb + i * PR, ldy, L * PR, valid0 - i * PR, bias0 ? bias0 + i * PR : NULL);
+    q = b + NRP * L;
+  }
+  for (; q < b + n; q += NRP) {
+    const long o = (q - b) * PR;
+    KN(panels3o)(c, q, (int)min_l(NRP, b + n - q), 1, Yb + o, ldy, PR, valid0 - o, bias0 ? bias0 + o : NULL);
+  }
+}
+/* Panels [q0, q1) of one thread into Y. The threads get equal shares of panels (S1's 56-panel projections: 28 each,
+ * where whole strips split 10 / 9). */
 QK_T static void KN(strip_range)(void *v, long q0, long q1, int tid) {
   (void)tid;
   const pctx *c = v;
-  long q = q0;
-  if (c->M <= 2 * MRP && QP_RUNS) {
-    const long L = (q1 - q0) / NRP;
-    for (long i = 0; i < L; i++) KN(panels3)(c, q0 + i, NRP, L);
-    q = q0 + NRP * L;
+  const long j0 = q0 * PR;
+  KN(strips)(c, q0, q1 - q0, c->Y + j0, c->N, c->N - j0, c->bias ? c->bias + j0 : NULL);
+}
+/* X's rows in slabs of QP_SLAB, each over all of W: fn over `units` (of `macs` multiply-adds per row each) on the
+ * calling thread and the pool, ~32K multiply-adds a chunk at least (the first slab prefetches; see QP_PF). */
+static void KN(slabs)(const pctx *c, long units, long macs, r1_range_fn fn) {
+  for (long i0 = 0; i0 < c->M; i0 += QP_SLAB) {
+    pctx s = *c;
+    s.M = min_l(QP_SLAB, c->M - i0);
+    s.X = c->X + i0 * c->K2;
+    s.Y = c->Y + i0 * c->N;
+    s.prefetch = i0 == 0;
+    if (units * macs * s.M >= 65536) r1_parallel_for(units, max_l(NRP, 32768 / (macs * s.M)), fn, &s);
+    else fn(&s, 0, units, 0);
   }
-  for (; q < q1; q += NRP) KN(panels3)(c, q, (int)min_l(NRP, q1 - q), 1);
 }
 /* Y[M, N] = X[M, K2 steps] . panels^T (+ bias), on the calling thread and the pool (S, sk: fp8 block scales). */
 static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,
@@ -48,17 +71,7 @@ static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char 
     else KN(gemv_range)(&c, 0, units, 0);
     return;
   }
-  const long panels = cdiv(N, PR);
-  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
-    pctx s = c;
-    s.M = min_l(QP_SLAB, M - i0);
-    s.X = X + i0 * K2;
-    s.Y = Y + i0 * N;
-    s.prefetch = i0 == 0;
-    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
-    if (N * K2 * 2 * s.M >= 65536) r1_parallel_for(panels, grain, KN(strip_range), &s);
-    else KN(strip_range)(&s, 0, panels, 0);
-  }
+  KN(slabs)(&c, cdiv(N, PR), PR * 2 * K2, KN(strip_range));
 }
 
 /* GLU (r1_qpanel_glu): Y [M, N] = silu(X . gate^T) * (X . up^T) with W = [gate; up] (2N rows: P = N / 16 gate
@@ -76,31 +89,12 @@ QK_T static void KN(glu_range)(void *v, long q0, long q1, int tid) {
   if (!sc) abort();
   for (long a = q0; a < q1; a += GLU_SUB) {
     const long n = min_l(GLU_SUB, q1 - a), ld = 2 * n * PR;
-    for (long h = 0; h < 2; h++) { /* gate, then up */
-      float *yb = sc + h * n * PR;
-      const long b = a + h * P;
-      long q = b;
-      if (M <= 2 * MRP && QP_RUNS) { /* three runs, as strip_range */
-        const long L = n / NRP;
-        for (long i = 0; i < L; i++) KN(panels3o)(c, b + i, NRP, L, yb + i * PR, ld, L * PR, ld, NULL);
-        q = b + NRP * L;
-      }
-      for (; q < b + n; q += NRP) KN(panels3o)(c, q, (int)min_l(NRP, b + n - q), 1, yb + (q - b) * PR, ld, PR, ld, NULL);
-    }
+    KN(strips)(c, a, n, sc, ld, n * PR, NULL);              /* gate */
+    KN(strips)(c, a + P, n, sc + n * PR, ld, n * PR, NULL); /* up */
     for (long i = 0; i < M; i++) k_silu_mul_serial(c->Y + i * N + a * PR, sc + i * ld, sc + i * ld + n * PR, n * PR);
   }
 }
 static void KN(run_glu)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk, float *Y) {
-  pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk};
-  const long units = N / PR;
-  for (long i0 = 0; i0 < M; i0 += QP_SLAB) {
-    pctx s = c;
-    s.M = min_l(QP_SLAB, M - i0);
-    s.X = X + i0 * K2;
-    s.Y = Y + i0 * N;
-    s.prefetch = i0 == 0;
-    const long grain = max_l(NRP, 32768 / (PR * 2 * K2 * s.M));
-    if (N * K2 * 4 * s.M >= 65536) r1_parallel_for(units, grain, KN(glu_range), &s);
-    else KN(glu_range)(&s, 0, units, 0);
-  }
+  const pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk};
+  KN(slabs)(&c, N / PR, PR * 4 * K2, KN(glu_range));
 }
