@@ -531,7 +531,7 @@ int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, co
   return portable_gemm(R1_QW_E4M3P, M, N, K, X, P, S, bias, Y);
 }
 
-/* ---------------- GLU: silu(X Wg^T) * (X Wu^T) in one pass over W = [Wg; Wu] ---------------- */
+/* ---------------- GLU: silu(X Wg^T) * (X Wu^T) in one call over W = [Wg; Wu] ---------------- */
 int r1_qpanel_glu(int fmt, long M, long N, long K, const float *X, const void *P, const float *S, float *Y) {
   const int native = fmt == R1_QW_BF16P ? r1_qpanel_native() : fmt == R1_QW_F32P ? r1_qpanel_f32_native()
                      : fmt == R1_QW_E4M3P ? r1_qpanel8_native() : 0;

@@ -189,7 +189,7 @@ export function qgemm(x: Float32Array, M: number, w: PackedMatrix, bias: Float32
 }
 
 /**
- * y [M, N] = silu(x Wg^T) * (x Wu^T) in one native pass, where w is W = [Wg; Wu] ([2N, K]) in the panel layout: each
+ * y [M, N] = silu(x Wg^T) * (x Wu^T) in one native call, where w is W = [Wg; Wu] ([2N, K]) in the panel layout: each
  * output the f32 that qgemm of the whole W followed by siluMul gives (for M >= 2; see native/qpanel.h), without
  * writing the two products out. Returns null (nothing written) where this cannot run — the TypeScript reference, an
  * addon without it, rows-layout weights, panel kernels that do not run here, or N not a multiple of 16 (fp8: 128) —
