@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { qgemm, qgemmJs, dequantPacked, qgemmNative, roundActivations, panelsFromRows, f32PanelsFromRows, fp8PanelsFromRows, fp8PanelOffset, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
+import { qgemm, qgemmGlu, qgemmJs, dequantPacked, qgemmNative, panelsPreferred, roundActivations, panelsFromRows, f32PanelsFromRows, fp8PanelsFromRows, fp8PanelOffset, checkPacked, packedLength, type PackedMatrix } from '../../src/quant/qgemm.js';
 import { packMatrix } from '../../src/nn/packed-weights.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
@@ -257,6 +257,33 @@ test('native qgemm rejects bad arguments with RangeError/TypeError', { skip: !qg
   assert.throws(() => n.qpanelPreferred(true as unknown as 'fp8'), TypeError);
   n.qgemm(y, x, new Float32Array(32), null, null, 1, 4, 2, 1);
   assert.deepEqual(Array.from(y), [0, 0, 0, 0]);
+});
+
+test('qgemmGlu / native qpanelGlu: silu(gate) * up from [gate; up] panels, null where it cannot run, clear errors', { skip: !qgemmNative() }, () => {
+  const n = qgemmNative()!;
+  const rnd = lcg(11), N = 32, K = 6, M = 3;
+  const w = gaussian(2 * N * K, rnd), x = gaussian(M * K, rnd);
+  const p = packBf16(w, 2 * N, K, true).p;
+  const got = qgemmGlu(x, M, p);
+  if (panelsPreferred('bf16')) {
+    assert.ok(got, 'runs where the bf16 panel kernels do');
+    const y = qgemm(x, M, p), want = new Float32Array(M * N); // the product of [gate; up], then silu(gate) * up in f64
+    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+      const g = y[i * 2 * N + j]!, u = y[i * 2 * N + N + j]!;
+      want[i * N + j] = (g / (1 + Math.exp(-g))) * u;
+    }
+    for (let i = 0; i < M * N; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-6 * (1 + Math.abs(want[i]!)), `${i}: ${got[i]} vs ${want[i]}`);
+  } else assert.equal(got, null, 'null where the panel kernels do not run');
+  assert.equal(qgemmGlu(x, M, packBf16(w, 2 * N, K).p), null, 'rows layout');
+  assert.equal(qgemmGlu(x, M, packBf16(w.subarray(0, 31 * K), 31, K, true).p), null, 'odd rows: not a pair');
+  assert.throws(() => qgemmGlu(x.subarray(0, 5), M, p), /x holds 5 values, need 3 x 6/);
+  assert.throws(() => qgemmGlu(x, M, p, new Float32Array(10)), /y holds 10 values, need 3 x 32/);
+  if (!n.qpanelGlu) return;
+  const y = new Float32Array(M * N);
+  assert.throws(() => n.qpanelGlu!(y, x, new Uint16Array(10), null, M, N, K), /16-row panels needs 384/);
+  assert.throws(() => n.qpanelGlu!(y, x, new Uint8Array(512), null, M, N, K), /scaleInv is required/);
+  assert.throws(() => n.qpanelGlu!(new Float32Array(3), x, p.data, null, M, N, K), RangeError);
+  assert.equal(n.qpanelGlu!(y, x, new Uint16Array(16 * 6 * 3), null, M, 24, K), false, 'N = 24: not whole panels');
 });
 
 // The kernels are picked once per process from the CPU (R1_ISA caps it): rerun this file with each lower ISA so the
