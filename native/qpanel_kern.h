@@ -111,10 +111,9 @@ QK_T AI void KN(mk_panel)(const int MR, const int NR, const uint32_t *x, long K2
 /* NR panels q, q + sd, q + 2 sd (sd = 1: a strip of adjacent panels) for all M rows: equal chunks of K (see KC
  * below), and within a chunk the X rows in blocks of at most MRP, sizes as even as possible (16 -> 8 + 8, 12 -> 6 +
  * 6): the chunk (at most 96 KB) is read from DRAM by the first block, which prefetches QP_PF bytes ahead in each of
- * its panel streams (first slab only), and from L1/L2 by the others. */
-/* The outputs go to Yb (row i at Yb + i ldy), the block's panels yd columns apart there, the first `valid` columns
- * stored, bias (or NULL) for those columns: Y's own columns of panel q for a product (qpanel_drive.h strips), a
- * scratch for the GLU driver. */
+ * its panel streams (first slab only), and from L1/L2 by the others. The outputs go to Yb (row i at Yb + i ldy), the
+ * block's panels yd columns apart there, the first `valid` columns stored, with bias (or NULL) for those columns:
+ * Y's own columns of panel q for a product (qpanel_drive.h strips), a scratch for the GLU driver. */
 QK_T static void KN(panels3o)(const pctx *c, long q, int nr, long sd, float *Yb, long ldy, long yd, long valid,
                               const float *bias) {
   const long M = c->M, K2 = c->K2, ps = K2 * 64, pd = sd * ps; /* pd: the distance between the block's streams */

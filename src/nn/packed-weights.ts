@@ -301,7 +301,7 @@ export function weightBytes(model: Module): { dense: number; packed: number } {
  * layer's q/k/v projections, an MLP's gate and up projections. One product instead of two or three at batch 1
  * (serves): fewer native calls and thread hand-offs a token (much of a tiny model's decode step; T1 bf16 and fp8
  * +12-14%) and fuller ones (S1's k/v projections have 8 panels each, too few to keep two cores streaming: S1 fp8
- * +14%). With more rows the parts run on their own (see serves).
+ * +14%). With more rows q/k/v run apart (see serves) and a gate/up pair in panels as one GLU product (see glu).
  *
  * The fused data is the parts' packed data end to end, so each output is computed exactly as the part's own
  * product computes it (the kernels reduce each row over K on their own; tested bit for bit), and the parts'
