@@ -905,6 +905,12 @@ static napi_value f_isa(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, r1_isa_name(r1_isa()), NAPI_AUTO_LENGTH, &r);
   return r;
 }
+static napi_value f_gfni(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_get_boolean(env, r1_cpu_gfni() != 0, &r);
+  return r;
+}
 static napi_value f_get_threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value r;
@@ -927,7 +933,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"crossEntropyGrad", f_xent_grad}, {"attention", f_attention}, {"attentionRagged", f_attention_ragged}, {"attentionGrad", f_attention_grad},
     {"siluMul", f_silu_mul}, {"siluMulGrad", f_silu_mul_grad}, {"indexSelect", f_index_select},
     {"indexAdd", f_index_add}, {"gather", f_gather}, {"scatter", f_scatter}, {"topk", f_topk},
-    {"adamw", f_adamw}, {"isa", f_isa}, {"getThreads", f_get_threads}, {"setThreads", f_set_threads},
+    {"adamw", f_adamw}, {"isa", f_isa}, {"gfni", f_gfni}, {"getThreads", f_get_threads}, {"setThreads", f_set_threads},
     {"fp8Encode", r1_napi_fp8_encode}, {"fp8Decode", r1_napi_fp8_decode}, {"fp8Gemm", r1_napi_fp8_gemm}, {"fp8QuantizeTiles", r1_napi_fp8_quantize_tiles},
     {"qgemm", r1_napi_qgemm}, {"qdequant", r1_napi_qdequant}, {"qpanelPack", r1_napi_qpanel_pack},
     {"qpanelPreferred", r1_napi_qpanel_preferred}, {"qpanelGlu", r1_napi_qpanel_glu}, {"gemmGrouped", r1_napi_gemm_grouped},

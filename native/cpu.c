@@ -48,6 +48,16 @@ const char *r1_isa_name(int isa) {
   }
 }
 
+int r1_cpu_gfni(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static int cached = -1;
+  if (cached < 0) cached = r1_isa() >= R1_ISA_AVX512BF16 && __builtin_cpu_supports("gfni") && !getenv("R1_NO_GFNI");
+  return cached;
+#else
+  return 0;
+#endif
+}
+
 int r1_cpu_vbmi(void) {
 #if defined(__x86_64__) || defined(__i386__)
   static int cached = -1;

@@ -10,4 +10,7 @@ const char *r1_isa_name(int isa);
 /* 1 when AVX512_VBMI (byte permutes: vpermi2b) is usable alongside R1_ISA_AVX512BF16 (Zen 4, Ice Lake+; not
  * Cooper Lake). Follows the R1_ISA cap. */
 int r1_cpu_vbmi(void);
+/* 1 when GFNI (vgf2p8affineqb: an 8x8 bit-matrix map of every byte) is usable alongside R1_ISA_AVX512BF16 (Zen 4,
+ * Ice Lake+). Follows the R1_ISA cap; env R1_NO_GFNI set turns it off (testing the table path). */
+int r1_cpu_gfni(void);
 #endif

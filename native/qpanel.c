@@ -27,8 +27,9 @@
  *   f32   one K index per panel row, P[(q K + k) 16 + c] = W[16 q + c, k]; the kernels with f32 FMAs on the f32
  *         activations as they are (AVX-512F). Row-major f32 at batch 16 went through qsmall.c's dot-product blocks
  *         at ~145 GFLOP/s in the engine; the panels ~2x that.
- *   fp8   E4M3 codes of two K pairs per 64-byte group (see the fp8 section), decoded to bf16 by table
- *         (AVX512_VBMI, e4m3_bf16.h) with 128 x 128 block scales: M = 1 decodes in registers; M >= 2 decodes each
+ *   fp8   E4M3 codes of two K pairs per 64-byte group (see the fp8 section), decoded to bf16 by two GFNI byte maps
+ *         (by table, AVX512_VBMI, for groups holding a zero or subnormal code, or on CPUs without GFNI:
+ *         e4m3_bf16.h, qpanel_e4m3.h) with 128 x 128 block scales: M = 1 decodes in registers; M >= 2 decodes each
  *         128-wide block of a strip once into an L1 buffer and runs the bf16 kernel over it for every row block
  *         (the decode paid once per weight, as the row-major path's 4-row tiles did, but without their horizontal
  *         sums).
@@ -219,100 +220,22 @@ static long gemv_pf_bytes(void) {
 #undef QK_T
 #undef QK_MADD
 
-/* ---- fp8 (E4M3) panels: the codes decoded to bf16 by table (e4m3_bf16.h), then the bf16 kernels' arithmetic ---- */
-#define T5V R1_T5V
-/* 64 codes of a group -> the bf16 pairs (value * 2^-8) of its two steps, each in panel-row order (see the layout) */
-T5V AI void decode_group(const char *g, const __m512i *t, __m512i *s0, __m512i *s1) {
-  __m512i lo, hi;
-  e4m3_bf16_bytes(_mm512_loadu_si512((const void *)g), t, &lo, &hi);
-  *s0 = _mm512_unpacklo_epi8(lo, hi);
-  *s1 = _mm512_unpackhi_epi8(lo, hi);
-}
+/* ---- fp8 (E4M3) panels: the codes decoded to bf16 (e4m3_bf16.h), then the bf16 kernels' arithmetic ---- */
 #define SB (R1_QW_BLOCK / 2) /* steps per 128-wide scale block */
-
-/* M = 1: as gemv_panels_n, each 64-byte group of codes decoded in registers; the sums of each 128-wide block are
- * multiplied by 2^8 * scale_inv into the totals. */
-T5V AI void gemv_panels_n_e4m3(const pctx *c, long q, long d, const int n, long pfd) {
-  const long K2 = c->K2, ps = K2 * 32, ds = d * ps, G = K2 / 2;
-  const uint32_t *x = c->X;
-  const char *p0 = c->P + q * ps;
-  __m512i t[4];
-  e4m3_bf16_tabs(t);
-  const float *sr[GP];
-  __m512 tot[GP];
-  for (int v = 0; v < GP; v++) {
-    tot[v] = _mm512_setzero_ps();
-    sr[v] = c->S + ((q + (v < n ? v : 0) * d) * PR / R1_QW_BLOCK) * c->sk;
-  }
-  for (long g0 = 0; g0 < G; g0 += SB / 2) {
-    const long g1 = min_l(G, g0 + SB / 2);
-    __m512 a[GP], b[GP];
-    for (int v = 0; v < GP; v++) a[v] = b[v] = _mm512_setzero_ps();
-    for (long g = g0; g < g1; g++) {
-      if (pfd)
-        for (int v = 0; v < n; v++) _mm_prefetch(p0 + v * ds + 64 * g + pfd, _MM_HINT_T0);
-      const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[2 * g]), x1 = (__m512bh)_mm512_set1_epi32((int)x[2 * g + 1]);
-      for (int v = 0; v < n; v++) {
-        __m512i w0, w1;
-        decode_group(p0 + v * ds + 64 * g, t, &w0, &w1);
-        a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)w0);
-        b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)w1);
-      }
-    }
-    for (int v = 0; v < n; v++) tot[v] = _mm512_fmadd_ps(_mm512_add_ps(a[v], b[v]), _mm512_set1_ps(sr[v][g0 / (SB / 2)] * 256.0f), tot[v]);
-  }
-  for (int v = 0; v < n; v++) {
-    const long j0 = (q + v * d) * PR;
-    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, tot[v]);
-  }
-}
-/* M >= 2: the NR panels q, q + sd, q + 2 sd one scale block (64 steps) at a time: the block's codes decoded once into
- * an L1 buffer in the bf16 panel layout (the first slab prefetching QP_PF bytes ahead in each code stream), then the
- * bf16 kernel over the buffer for every row block, its sums times 2^8 * scale_inv. */
-#define MK8(MRV)                                                                                                   \
-  case MRV:                                                                                                        \
-    if (nr == 3) mk_panel_bf16(MRV, 3, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc); \
-    else if (nr == 2) mk_panel_bf16(MRV, 2, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc); \
-    else mk_panel_bf16(MRV, 1, x, K2, kc, (const char *)buf, SB * 64, y, ldy, bias, valid, yd, kb > 0, NULL, sc);  \
-    break;
-/* Outputs to Yb as in qpanel_kern.h's panels3o. */
-T5V static void panels3o_e4m3(const pctx *c, long q, int nr, long sd, float *Yb, long ldy, long yd, long valid,
-                              const float *bias) {
-  const long M = c->M, K2 = c->K2, ps = K2 * 32;
-  const int nb = (int)cdiv(M, MRP);
-  __m512i buf[NRP * SB] __attribute__((aligned(64))); /* 3 panels x 64 steps of bf16 pairs: 12 KB */
-  __m512i t[4];
-  e4m3_bf16_tabs(t);
-  const float *sr[NRP];
-  for (int v = 0; v < NRP; v++) sr[v] = c->S + ((q + (v < nr ? v : 0) * sd) * PR / R1_QW_BLOCK) * c->sk;
-  for (long kb = 0; kb * SB < K2; kb++) {
-    const long pa = kb * SB, kc = min_l(SB, K2 - pa);
-    float sc[NRP];
-    for (int v = 0; v < nr; v++) {
-      sc[v] = sr[v][kb] * 256.0f;
-      const char *src = c->P + (q + v * sd) * ps + 32 * pa;
-      for (long g = 0; g < kc / 2; g++) {
-        if (c->prefetch) _mm_prefetch(src + 64 * g + QP_PF, _MM_HINT_T0);
-        decode_group(src + 64 * g, t, &buf[v * SB + 2 * g], &buf[v * SB + 2 * g + 1]);
-      }
-    }
-    for (int b = 0, i0 = 0; b < nb; b++) {
-      const int mr = (int)((M - i0 + (nb - b) - 1) / (nb - b));
-      const uint32_t *x = c->X + i0 * K2 + pa;
-      float *y = Yb + i0 * ldy;
-      switch (mr) { MK8(1) MK8(2) MK8(3) MK8(4) MK8(5) MK8(6) MK8(7) default: MK8(8) }
-      i0 += mr;
-    }
-  }
-}
-#undef MK8
-#define QK_SUF e4m3
-#define QK_T T5V
+#define QE_GFNI 0
+#define QE_T R1_T5V
 #define KN(name) name##_e4m3
-#include "qpanel_drive.h"
+#include "qpanel_e4m3.h"
 #undef KN
-#undef QK_SUF
-#undef QK_T
+#undef QE_T
+#undef QE_GFNI
+#define QE_GFNI 1
+#define QE_T R1_T5G
+#define KN(name) name##_e4m3g
+#include "qpanel_e4m3.h"
+#undef KN
+#undef QE_T
+#undef QE_GFNI
 #else
 /* unreachable: r1_qpanel_native(), _f32_native() and 8_native() are 0 off x86 */
 #define RUN_FAST_STUB(F)                                                                                           \
@@ -324,6 +247,7 @@ T5V static void panels3o_e4m3(const pctx *c, long q, int nr, long sd, float *Yb,
 RUN_FAST_STUB(bf16)
 RUN_FAST_STUB(f32)
 RUN_FAST_STUB(e4m3)
+RUN_FAST_STUB(e4m3g)
 #define RUN_GLU_STUB(F)                                                                                            \
   static void run_glu_##F(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,       \
                           float *Y) {                                                                              \
@@ -333,6 +257,7 @@ RUN_FAST_STUB(e4m3)
 RUN_GLU_STUB(bf16)
 RUN_GLU_STUB(f32)
 RUN_GLU_STUB(e4m3)
+RUN_GLU_STUB(e4m3g)
 #endif
 
 /* ---------------- the product ---------------- */
@@ -525,7 +450,7 @@ int r1_qpanel8_gemm(long M, long N, long K, const float *X, const uint8_t *P, co
   if (r1_qpanel8_native()) {
     /* X rounded to bf16, rows zero-padded to K4 (the pad meets W's zero codes) */
     if (!round_rows(X, M, K, K4, &x8_buf, &x8_cap)) return 0;
-    run_fast_e4m3(M, N, K4 / 2, (const uint32_t *)x8_buf, (const char *)P, S, sk, bias, Y);
+    (r1_cpu_gfni() ? run_fast_e4m3g : run_fast_e4m3)(M, N, K4 / 2, (const uint32_t *)x8_buf, (const char *)P, S, sk, bias, Y);
     return 1;
   }
   return portable_gemm(R1_QW_E4M3P, M, N, K, X, P, S, bias, Y);
@@ -550,7 +475,8 @@ int r1_qpanel_glu(int fmt, long M, long N, long K, const float *X, const void *P
   const long Kp = fmt == R1_QW_E4M3P ? k4(K) : K + (K & 1);
   uint16_t **buf = fmt == R1_QW_E4M3P ? &x8_buf : &xb_buf;
   if (!round_rows(X, M, K, Kp, buf, fmt == R1_QW_E4M3P ? &x8_cap : &xb_cap)) return 0;
-  if (fmt == R1_QW_E4M3P) run_glu_e4m3(M, N, Kp / 2, (const uint32_t *)*buf, (const char *)P, S, cdiv(K, R1_QW_BLOCK), Y);
+  if (fmt == R1_QW_E4M3P)
+    (r1_cpu_gfni() ? run_glu_e4m3g : run_glu_e4m3)(M, N, Kp / 2, (const uint32_t *)*buf, (const char *)P, S, cdiv(K, R1_QW_BLOCK), Y);
   else run_glu_bf16(M, N, Kp / 2, (const uint32_t *)*buf, (const char *)P, NULL, 0, Y);
   return 1;
 }

@@ -16,6 +16,7 @@ import { packMatrix } from '../../src/nn/packed-weights.js';
 import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.js';
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
 import { loadNative } from '../../src/tensor/backends/native.js';
+import { fp8DecodeCase } from './fp8-decode-case.js';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -286,18 +287,39 @@ test('qgemmGlu / native qpanelGlu: silu(gate) * up from [gate; up] panels, null 
   assert.equal(n.qpanelGlu!(y, x, new Uint16Array(16 * 6 * 3), null, M, 24, K), false, 'N = 24: not whole panels');
 });
 
+// The fp8 panels' GFNI decode (native/e4m3_bf16.h) must give the table decode's bf16 words, so the same products to
+// the last bit: the decoder is picked once per process, so a child with R1_NO_GFNI computes the same case by table.
+const gfni = loadNative()?.gfni ?? false;
+test('fp8 panels: the GFNI decode equals the table decode bit for bit (normal, subnormal, zero and every code; M = 1, 2, 16, 40; GLU)', { skip: !gfni && 'the kernels here do not use GFNI' }, () => {
+  const mine = fp8DecodeCase();
+  assert.ok(mine.length >= 12);
+  const script = fileURLToPath(new URL('./fp8-decode-case.js', import.meta.url));
+  const r = spawnSync(process.execPath, [script, '--print'], { env: { ...process.env, R1_NO_GFNI: '1' }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  const theirs = r.stdout.trim().split('\n');
+  assert.equal(theirs.length, mine.length);
+  for (let i = 0; i < mine.length; i++) {
+    const a = Buffer.from(mine[i]!.buffer, mine[i]!.byteOffset, mine[i]!.byteLength).toString('base64');
+    assert.ok(a === theirs[i], `product ${i}: GFNI and table decodes differ`);
+    assert.ok(mine[i]!.some((v) => v !== 0) && mine[i]!.every(Number.isFinite), `product ${i}: finite, not all zero`);
+  }
+});
+
 // The kernels are picked once per process from the CPU (R1_ISA caps it): rerun this file with each lower ISA so the
 // AVX-512 without bf16 dot products, AVX2 and portable paths are checked too on a machine that has more.
 const ISA_LEVELS = ['scalar', 'avx2', 'avx512', 'avx512bf16'];
 const isa = loadNative()?.isa;
-// R1_QSMALL_NO_VBMI: the bf16-dot kernels' fp8 decode without byte permutes (AVX512_BF16 CPUs lacking AVX512_VBMI).
-for (const lower of ['avx512', 'avx2', 'scalar', 'avx512bf16 without VBMI']) {
+// R1_QSMALL_NO_VBMI: the bf16-dot kernels' fp8 decode without byte permutes (AVX512_BF16 CPUs lacking AVX512_VBMI);
+// R1_NO_GFNI: the fp8 panels decoded by table only (AVX512_BF16 CPUs lacking GFNI).
+for (const lower of ['avx512', 'avx2', 'scalar', 'avx512bf16 without VBMI', 'avx512bf16 without GFNI']) {
   const level = lower.split(' ')[0]!;
   const skip = !qgemmNative() || process.env['R1_QGEMM_TEST_CHILD'] === '1' ||
-    (level === lower ? ISA_LEVELS.indexOf(level) >= ISA_LEVELS.indexOf(isa ?? 'scalar') : isa !== level);
+    (level === lower ? ISA_LEVELS.indexOf(level) >= ISA_LEVELS.indexOf(isa ?? 'scalar') : isa !== level) ||
+    (lower.endsWith('GFNI') && !gfni);
   test(`the same checks with R1_ISA=${lower}`, { skip }, () => {
     const env: NodeJS.ProcessEnv = { ...process.env, R1_ISA: level, R1_QGEMM_TEST_CHILD: '1' };
-    if (level !== lower) env['R1_QSMALL_NO_VBMI'] = '1';
+    if (lower.endsWith('VBMI')) env['R1_QSMALL_NO_VBMI'] = '1';
+    if (lower.endsWith('GFNI')) env['R1_NO_GFNI'] = '1';
     delete env['NODE_TEST_CONTEXT']; // a fresh runner that prints its own TAP, not a child of this one
     const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout.slice(-3000) + r.stderr.slice(-2000));

@@ -25,6 +25,9 @@ import { jsBackend } from './js.js';
 export interface NativeBackend extends Backend {
   /** SIMD level the kernels run with: 'avx512bf16' | 'avx512' | 'avx2' | 'scalar' (R1_ISA caps it). */
   isa: string;
+  /** Whether fp8 panels decode with GFNI byte maps (native/e4m3_bf16.h; bit-identical to the table decode, fewer
+   * operations): AVX512_BF16 CPUs with GFNI, unless env R1_NO_GFNI is set. */
+  gfni: boolean;
   /** Threads of the native pool (R1_THREADS sets the initial count). */
   getThreads(): number;
   setThreads(n: number): void;
@@ -82,6 +85,7 @@ interface Addon {
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
     lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
   isa(): string;
+  gfni(): boolean;
   getThreads(): number;
   setThreads(n: number): void;
 }
@@ -188,6 +192,7 @@ function wrap(A: Addon): NativeBackend {
   const be: NativeBackend = {
     name: 'native',
     isa: A.isa(),
+    gfni: A.gfni(),
     getThreads: () => A.getThreads(),
     setThreads: (n: number) => A.setThreads(n),
     greedyPick: (ids, loss, lse, logits, rows, V) => A.greedyPick(ids, loss, lse, logits, rows, V),
