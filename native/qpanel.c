@@ -183,9 +183,26 @@ T5F AI void store16s(float *y, const float *bias, long valid, __m512 acc, __m512
 #ifndef QP_GEMV_PF
 #define QP_GEMV_PF 1024 /* bytes */
 #endif
+/* fp8 panels with the GFNI decode: 2 KiB. With fewer operations per byte the stream wants more bytes in flight
+ * (scratch driver over the native sources, S1's layer set from DRAM, distances alternated within one process, 3
+ * runs: 1 / 2 / 3 KiB 71.0 / 78.6 / 77.4, 59.6 / 65.6 / 64.6, 56.4 / 62.2 / 61.3 GB/s; bf16 in the same way
+ * 69.3 / 69.9 / 64.8: 1 KiB kept there). */
+#ifndef QP_GEMV_PF8
+#define QP_GEMV_PF8 2048 /* bytes */
+#endif
+static long pf_env(const char *name, long dflt) {
+  const char *e = getenv(name);
+  const long v = e ? atol(e) : dflt;
+  return v < 0 ? 0 : v;
+}
 static long gemv_pf_bytes(void) {
   static long v = -1; /* tuning hook: R1_QP_GEMV_PF=bytes (0 = off), read once */
-  if (v < 0) { const char *e = getenv("R1_QP_GEMV_PF"); v = e ? atol(e) : QP_GEMV_PF; if (v < 0) v = 0; }
+  if (v < 0) v = pf_env("R1_QP_GEMV_PF", QP_GEMV_PF);
+  return v;
+}
+static long gemv_pf8_bytes(void) {
+  static long v = -1; /* tuning hook: R1_QP_GEMV_PF8=bytes (0 = off), read once */
+  if (v < 0) v = pf_env("R1_QP_GEMV_PF8", r1_cpu_gfni() ? QP_GEMV_PF8 : QP_GEMV_PF);
   return v;
 }
 /* M >= 2 (panels3o, strips): the first row block of each chunk prefetches QP_PF bytes ahead in its own panel
@@ -222,6 +239,7 @@ static long gemv_pf_bytes(void) {
 
 /* ---- fp8 (E4M3) panels: the codes decoded to bf16 (e4m3_bf16.h), then the bf16 kernels' arithmetic ---- */
 #define SB (R1_QW_BLOCK / 2) /* steps per 128-wide scale block */
+#define QD_GEMV_PF gemv_pf8_bytes()
 #define QE_GFNI 0
 #define QE_T R1_T5V
 #define KN(name) name##_e4m3
@@ -236,6 +254,7 @@ static long gemv_pf_bytes(void) {
 #undef KN
 #undef QE_T
 #undef QE_GFNI
+#undef QD_GEMV_PF
 #else
 /* unreachable: r1_qpanel_native(), _f32_native() and 8_native() are 0 off x86 */
 #define RUN_FAST_STUB(F)                                                                                           \

@@ -1,6 +1,10 @@
 /* The drivers of qpanel.c's panel kernels, included once per format after its KN(gemv_panels_n) and KN(panels3o)
- * (QK_SUF, QK_T and KN as in qpanel_kern.h): which panels each thread takes and in what order, and the slabs of
- * X rows. */
+ * (QK_SUF, QK_T and KN as in qpanel_kern.h; QD_GEMV_PF the GEMV's prefetch distance, gemv_pf_bytes() unless the
+ * format sets its own): which panels each thread takes and in what order, and the slabs of X rows. */
+#ifndef QD_GEMV_PF
+#define QD_GEMV_PF gemv_pf_bytes()
+#define QD_GEMV_PF_DEFAULT
+#endif
 /* Panels [q0, q1) of one thread: split into GP equal runs read side by side (stream v walks run v from its first
  * panel to its last, so each stream is one long sequential read, and the prefetch runs on into the stream's next
  * panel); the panels left over (fewer than GP), contiguous. */
@@ -63,7 +67,7 @@ static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char 
                          const float *bias, float *Y) {
   pctx c = {M, N, K2, X, P, bias, Y, 0, S, sk};
   if (M == 1) {
-    c.prefetch = gemv_pf_bytes();
+    c.prefetch = QD_GEMV_PF;
     const long units = cdiv(N, PR);
     /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
     const long grain = max_l(GP, 65536 / (PR * 2 * K2));
@@ -98,3 +102,7 @@ static void KN(run_glu)(long M, long N, long K2, const uint32_t *X, const char *
   const pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk};
   KN(slabs)(&c, N / PR, PR * 4 * K2, KN(glu_range));
 }
+#ifdef QD_GEMV_PF_DEFAULT
+#undef QD_GEMV_PF
+#undef QD_GEMV_PF_DEFAULT
+#endif
