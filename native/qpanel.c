@@ -139,6 +139,7 @@ typedef struct {
   long prefetch;     /* M = 1: prefetch distance in bytes; M > 1: whether the first block prefetches (first slab) */
   const float *S;    /* fp8: scale_inv [ceil(N / 128), sk]; else NULL */
   long sk;
+  long y0;           /* M = 1: the panel whose outputs go to Y's first columns (the GLU's scratch); else 0 */
 } pctx;
 
 #if defined(__x86_64__) || defined(__i386__)

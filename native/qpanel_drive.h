@@ -65,7 +65,7 @@ static void KN(slabs)(const pctx *c, long units, long macs, r1_range_fn fn) {
 /* Y[M, N] = X[M, K2 steps] . panels^T (+ bias), on the calling thread and the pool (S, sk: fp8 block scales). */
 static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,
                          const float *bias, float *Y) {
-  pctx c = {M, N, K2, X, P, bias, Y, 0, S, sk};
+  pctx c = {M, N, K2, X, P, bias, Y, 0, S, sk, 0};
   if (M == 1) {
     c.prefetch = QD_GEMV_PF;
     const long units = cdiv(N, PR);
@@ -98,8 +98,32 @@ QK_T static void KN(glu_range)(void *v, long q0, long q1, int tid) {
     for (long i = 0; i < M; i++) k_silu_mul_serial(c->Y + i * N + a * PR, sc + i * ld, sc + i * ld + n * PR, n * PR);
   }
 }
+/* One row: as glu_range with the GEMV's streams and prefetch (gemv_range) for the gate panels of up to
+ * QP_SLAB GLU_SUB output panels at a time, then the same up panels; c->N is W's rows (2 N) here. */
+QK_T static void KN(glu_gemv_range)(void *v, long q0, long q1, int tid) {
+  const pctx *c = v;
+  const long P = c->N / 2 / PR;
+  float *sc = glu_scratch();
+  if (!sc) abort();
+  for (long a = q0; a < q1; a += QP_SLAB * GLU_SUB) {
+    const long n = min_l(QP_SLAB * GLU_SUB, q1 - a);
+    pctx g = *c;
+    g.Y = sc; g.y0 = a;
+    KN(gemv_range)(&g, a, a + n, tid); /* gate */
+    g.Y = sc + n * PR; g.y0 = a + P;
+    KN(gemv_range)(&g, a + P, a + P + n, tid); /* up */
+    k_silu_mul_serial(c->Y + a * PR, sc, sc + n * PR, n * PR);
+  }
+}
 static void KN(run_glu)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk, float *Y) {
-  const pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk};
+  if (M == 1) {
+    pctx c = {1, 2 * N, K2, X, P, NULL, Y, QD_GEMV_PF, S, sk, 0};
+    const long grain = max_l(GP, 65536 / (PR * 4 * K2)), units = N / PR;
+    if (N * K2 * 4 >= 65536) r1_parallel_for(units, grain, KN(glu_gemv_range), &c);
+    else KN(glu_gemv_range)(&c, 0, units, 0);
+    return;
+  }
+  const pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk, 0};
   KN(slabs)(&c, N / PR, PR * 4 * K2, KN(glu_range));
 }
 #ifdef QD_GEMV_PF_DEFAULT

@@ -68,7 +68,7 @@ QE_T AI void KN(gemv_panels_n)(const pctx *c, long q, long d, const int n, long 
   }
   for (int v = 0; v < n; v++) {
     const long j0 = (q + v * d) * PR;
-    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, tot[v]);
+    store16(c->Y + j0 - c->y0 * PR, c->bias ? c->bias + j0 : NULL, c->N - j0, tot[v]);
   }
 }
 /* M >= 2: the NR panels q, q + sd, q + 2 sd one scale block (64 steps) at a time: the block's codes decoded once into

@@ -37,7 +37,7 @@ QK_T AI void KN(gemv_panels_n)(const pctx *c, long q, long d, const int n, long 
   }
   for (int v = 0; v < n; v++) {
     const long j0 = (q + v * d) * PR;
-    store16(c->Y + j0, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a[v], b[v]));
+    store16(c->Y + j0 - c->y0 * PR, c->bias ? c->bias + j0 : NULL, c->N - j0, _mm512_add_ps(a[v], b[v]));
   }
 }
 

@@ -301,7 +301,8 @@ export function weightBytes(model: Module): { dense: number; packed: number } {
  * layer's q/k/v projections, an MLP's gate and up projections. One product instead of two or three at batch 1
  * (serves): fewer native calls and thread hand-offs a token (much of a tiny model's decode step; T1 bf16 and fp8
  * +12-14%) and fuller ones (S1's k/v projections have 8 panels each, too few to keep two cores streaming: S1 fp8
- * +14%). With more rows q/k/v run apart (see serves) and a gate/up pair in panels as one GLU product (see glu).
+ * +14%). With more rows q/k/v run apart (see serves), and a gate/up pair in panels runs as one GLU product (see
+ * glu; at one row too for fp8, SwiGLU.forward).
  *
  * The fused data is the parts' packed data end to end, so each output is computed exactly as the part's own
  * product computes it (the kernels reduce each row over K on their own; tested bit for bit), and the parts'
@@ -329,11 +330,11 @@ export class FusedPacked {
 
   /**
    * For a gate/up pair (two parts of equal width, no bias): silu(gate(x)) * up(x), [..., width], in one native call
-   * (qgemmGlu: each thread multiplies its share of the gate and up panels into a scratch and applies silu there), each
-   * value what apply + siluMul give for two or more rows. The gate and up outputs stay in the cache of the core that
-   * computed them (siluMul read them from both cores' caches: ~45 us a layer of S1 at batch 16) and one call replaces
-   * three: S1's gate/up set from DRAM at batch 16 +1-6%, at 64-256 rows (prefill) +4-10%. Null where that does not
-   * run here (TypeScript backend, rows layout, kernels missing): apply + siluMul then.
+   * (qgemmGlu: each thread multiplies its share of the gate and up panels into a scratch and applies silu there; one
+   * row with the GEMV's kernel), each value what apply + siluMul give. The gate and up outputs stay in the cache of the
+   * core that computed them (siluMul read them from both cores' caches: ~45 us a layer of S1 at batch 16) and one call
+   * replaces three (two at one row): S1's gate/up set from DRAM at batch 16 +1-6%, at 64-256 rows (prefill) +4-10%.
+   * Null where that does not run here (TypeScript backend, rows layout, kernels missing): apply + siluMul then.
    */
   glu(x: Tensor): Tensor | null {
     if (this.gluOff || this.widths.length !== 2 || this.widths[0] !== this.widths[1] || this.bias) return null;
