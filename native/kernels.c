@@ -2145,7 +2145,7 @@ static void rattn_team(void *vc_, int tid, int nteam) {
   const long KC = c->bf16 && !pv ? KB : max_l(KB, min_l(512, 32768 / R / KB * KB));
   const long lda = pv ? (Dv + 31) / 32 * 32 : Dv; /* pv_bf16's de-interleaved chunks of 32 */
   const long cvt = c->bf16 ? KB * Dk + (c->vink || pv ? 0 : KB * Dv) + (R * Dk + 1) / 2 : 0;
-  float *S = calloc((size_t)(R * KC + R * lda + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt), sizeof(float));
+  float *S = malloc(sizeof(float) * (size_t)(R * KC + R * lda + R * Dk + 2 * R + (tr ? Dk * KB : 0) + cvt));
   if (!S) abort();
   float *acc = S + R * KC, *Qb = acc + R * lda, *m = Qb + R * Dk, *l = m + R, *Kt = l + R;
   float *Kf = Kt + (tr ? Dk * KB : 0), *Vf = Kf + KB * Dk;
