@@ -22,11 +22,8 @@ export class SwiGLU extends Module {
   }
   forward(x: Tensor): Tensor {
     if (this.gateUp && !this.training) {
-      // silu(gate) * up in one native call (the same values as below). At one row only for fp8 weights: S1 batch 1,
-      // alternated in one process, fp8 x1.03-1.04 (3 runs) but bf16 x0.97-0.99, where the GLU's gate and up passes,
-      // each half as long as the fused product's, stream less well than the one product over both.
-      const gate = this.gateUp.serves(x) ? this.gateUp.weight.format === 'fp8' : true;
-      const h = gate ? this.gateUp.glu(x) : null;
+      // silu(gate) * up in one native call (the same values as below); at one row where measured faster (gluAtOneRow)
+      const h = !this.gateUp.serves(x) || this.gateUp.gluAtOneRow ? this.gateUp.glu(x) : null;
       if (h) return this.down_proj.forward(h);
       if (this.gateUp.serves(x)) {
         const [g, u] = this.gateUp.apply(x);

@@ -302,7 +302,7 @@ export function weightBytes(model: Module): { dense: number; packed: number } {
  * (serves): fewer native calls and thread hand-offs a token (much of a tiny model's decode step; T1 bf16 and fp8
  * +12-14%) and fuller ones (S1's k/v projections have 8 panels each, too few to keep two cores streaming: S1 fp8
  * +14%). With more rows q/k/v run apart (see serves), and a gate/up pair in panels runs as one GLU product (see
- * glu; at one row too for fp8, SwiGLU.forward).
+ * glu; at one row too where gluAtOneRow says so).
  *
  * The fused data is the parts' packed data end to end, so each output is computed exactly as the part's own
  * product computes it (the kernels reduce each row over K on their own; tested bit for bit), and the parts'
@@ -323,6 +323,16 @@ export class FusedPacked {
    * append) would copy them contiguous (on T1 at batch 16 that measured x0.96: the copies ate the saved products). */
   serves(x: Tensor): boolean {
     return x.size === this.weight.cols;
+  }
+
+  /**
+   * Whether a one-row input should go through glu() rather than apply + siluMul (SwiGLU.forward; both give the same
+   * values): for fp8 weights. Measured alternating in one process at batch 1 (medians of 10 runs), S1: fp8 x1.031 /
+   * x1.041 / x1.03, bf16 x0.985 / x0.966 / x0.990 (its gate and up passes, each half as long as the one fused
+   * product's, stream less well from DRAM). The tiny T1's steps (~0.5 ms) moved too much to tell (x0.74-1.29).
+   */
+  get gluAtOneRow(): boolean {
+    return this.weight.format === 'fp8';
   }
 
   /** Set when glu() found that the native GLU product does not run for this matrix here (asked once). */

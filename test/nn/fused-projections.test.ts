@@ -98,6 +98,13 @@ function glu(fmt: PackedFormat, K: number, H: number): void {
   }
 }
 
+test('FusedPacked.gluAtOneRow: fp8 pairs only (the measured choice for batch 1)', () => {
+  const pair = (H: number, K: number, fmt: PackedFormat, layout: PackedLayout) => fuseLinears(packedLayers([H, H], K, fmt, layout, [false, false]), 'mlp.gate_proj+up_proj')!;
+  assert.equal(pair(128, 64, 'fp8', 'rows').gluAtOneRow, true);
+  assert.equal(pair(128, 64, 'bf16', 'rows').gluAtOneRow, false);
+  if (panelsPreferred('f32')) assert.equal(pair(32, 64, 'f32', 'panels').gluAtOneRow, false);
+});
+
 test('FusedPacked.glu: null (the caller multiplies and applies siluMul) for rows layout, biased or unequal parts, three parts', () => {
   const K = 64, x = T.zeros([4, K]);
   const rows = fuseLinears(packedLayers([128, 128], K, 'fp8', 'rows', [false, false]), 'x')!;
@@ -156,7 +163,7 @@ for (const fmt of ['bf16', 'fp8', 'f32'] as const) {
     for (const prompts of [[[3, 1, 4, 1, 5]], [[9, 2, 6], [5, 3, 5, 8, 9, 7]]]) {
       assert.deepEqual(await gen(fused.m, prompts), await gen(plain.m, prompts));
     }
-    // in the panel layouts gate/up run as the GLU product at more rows, and for fp8 at batch 1 too (SwiGLU.forward)
+    // in the panel layouts gate/up run as the GLU product at more rows, and at batch 1 too where gluAtOneRow says so (fp8)
     const glu1 = fmt === 'fp8' && panelsPreferred(fmt);
     assert.ok(calls >= (glu1 ? 2 : 4) * 7, `fused products ran ${calls} times`);
     if (panelsPreferred(fmt)) assert.ok(gluCalls >= (glu1 ? 2 * 7 : 0) + 2 * 2, `the GLU products (prompts of several tokens, two sequences${glu1 ? ', batch 1' : ''}) ran ${gluCalls} times`);
