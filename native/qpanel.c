@@ -223,6 +223,7 @@ static long gemv_pf8_bytes(void) {
 #define QP_RUNS 1
 #endif
 
+#define QD_GEMV_PF gemv_pf_bytes()
 #define QK_SUF bf16
 #define QK_T T5
 #define QK_MADD(a, x, w) _mm512_dpbf16_ps(a, (__m512bh)(x), (__m512bh)(w))
@@ -237,6 +238,7 @@ static long gemv_pf8_bytes(void) {
 #undef QK_SUF
 #undef QK_T
 #undef QK_MADD
+#undef QD_GEMV_PF
 
 /* ---- fp8 (E4M3) panels: the codes decoded to bf16 (e4m3_bf16.h), then the bf16 kernels' arithmetic ---- */
 #define SB (R1_QW_BLOCK / 2) /* steps per 128-wide scale block */

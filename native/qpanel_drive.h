@@ -1,10 +1,6 @@
 /* The drivers of qpanel.c's panel kernels, included once per format after its KN(gemv_panels_n) and KN(panels3o)
- * (QK_SUF, QK_T and KN as in qpanel_kern.h; QD_GEMV_PF the GEMV's prefetch distance, gemv_pf_bytes() unless the
- * format sets its own): which panels each thread takes and in what order, and the slabs of X rows. */
-#ifndef QD_GEMV_PF
-#define QD_GEMV_PF gemv_pf_bytes()
-#define QD_GEMV_PF_DEFAULT
-#endif
+ * (QK_SUF, QK_T and KN as in qpanel_kern.h; QD_GEMV_PF the format's GEMV prefetch distance): which panels each
+ * thread takes and in what order, and the slabs of X rows. */
 /* Panels [q0, q1) of one thread: split into GP equal runs read side by side (stream v walks run v from its first
  * panel to its last, so each stream is one long sequential read, and the prefetch runs on into the stream's next
  * panel); the panels left over (fewer than GP), contiguous. */
@@ -62,20 +58,19 @@ static void KN(slabs)(const pctx *c, long units, long macs, r1_range_fn fn) {
     else fn(&s, 0, units, 0);
   }
 }
+/* One row (M = 1): fn over `units` (of `macs` multiply-adds each) with the GEMV's prefetch distance, on the calling
+ * thread and the pool, ~64K multiply-adds a chunk at least (below that a thread wake-up costs more than it saves). */
+static void KN(one_row)(pctx *c, long units, long macs, r1_range_fn fn) {
+  c->prefetch = QD_GEMV_PF;
+  if (units * macs >= 65536) r1_parallel_for(units, max_l(GP, 65536 / macs), fn, c);
+  else fn(c, 0, units, 0);
+}
 /* Y[M, N] = X[M, K2 steps] . panels^T (+ bias), on the calling thread and the pool (S, sk: fp8 block scales). */
 static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk,
                          const float *bias, float *Y) {
   pctx c = {M, N, K2, X, P, bias, Y, 0, S, sk, 0};
-  if (M == 1) {
-    c.prefetch = QD_GEMV_PF;
-    const long units = cdiv(N, PR);
-    /* ~64K multiply-adds per chunk at least: below that a thread wake-up costs more than it saves */
-    const long grain = max_l(GP, 65536 / (PR * 2 * K2));
-    if (N * K2 * 2 >= 65536) r1_parallel_for(units, grain, KN(gemv_range), &c);
-    else KN(gemv_range)(&c, 0, units, 0);
-    return;
-  }
-  KN(slabs)(&c, cdiv(N, PR), PR * 2 * K2, KN(strip_range));
+  if (M == 1) KN(one_row)(&c, cdiv(N, PR), PR * 2 * K2, KN(gemv_range));
+  else KN(slabs)(&c, cdiv(N, PR), PR * 2 * K2, KN(strip_range));
 }
 
 /* GLU (r1_qpanel_glu): Y [M, N] = silu(X . gate^T) * (X . up^T) with W = [gate; up] (2N rows: P = N / 16 gate
@@ -84,49 +79,31 @@ static void KN(run_fast)(long M, long N, long K2, const uint32_t *X, const char 
  * prefetches as the two products), into a per-thread scratch [M, 2 n 16] instead of Y, and k_silu_mul_serial writes
  * Y's columns from it on the same core. Each sum is the product's own (the same kernels in the same order) and silu is
  * k_silu_mul's, so the values equal the two products followed by k_silu_mul, while the gate and up outputs never
- * leave the core that computed them (k_silu_mul read them from both cores' caches) and one call replaces three. */
+ * leave the core that computed them (k_silu_mul read them from both cores' caches) and one call replaces three. One
+ * row: the GEMV's kernel instead of the blocks (the same sums as the GEMV product), QP_SLAB GLU_SUB panels at a time. */
 QK_T static void KN(glu_range)(void *v, long q0, long q1, int tid) {
-  (void)tid;
   const pctx *c = v;
-  const long M = c->M, N = c->N, P = N / PR;
+  const long M = c->M, N = c->N, P = N / PR, sub = M == 1 ? QP_SLAB * GLU_SUB : GLU_SUB;
   float *sc = glu_scratch();
   if (!sc) abort();
-  for (long a = q0; a < q1; a += GLU_SUB) {
-    const long n = min_l(GLU_SUB, q1 - a), ld = 2 * n * PR;
-    KN(strips)(c, a, n, sc, ld, n * PR, NULL);              /* gate */
-    KN(strips)(c, a + P, n, sc + n * PR, ld, n * PR, NULL); /* up */
+  for (long a = q0; a < q1; a += sub) {
+    const long n = min_l(sub, q1 - a), ld = 2 * n * PR;
+    if (M == 1) { /* the GEMV's kernel, streams and prefetch (gemv_range), its outputs put in the scratch by y0 */
+      pctx g = *c;
+      g.N = 2 * N; /* the GEMV's bounds are W's rows */
+      g.Y = sc; g.y0 = a;
+      KN(gemv_range)(&g, a, a + n, tid); /* gate */
+      g.Y = sc + n * PR; g.y0 = a + P;
+      KN(gemv_range)(&g, a + P, a + P + n, tid); /* up */
+    } else {
+      KN(strips)(c, a, n, sc, ld, n * PR, NULL);              /* gate */
+      KN(strips)(c, a + P, n, sc + n * PR, ld, n * PR, NULL); /* up */
+    }
     for (long i = 0; i < M; i++) k_silu_mul_serial(c->Y + i * N + a * PR, sc + i * ld, sc + i * ld + n * PR, n * PR);
   }
 }
-/* One row: as glu_range with the GEMV's streams and prefetch (gemv_range) for the gate panels of up to
- * QP_SLAB GLU_SUB output panels at a time, then the same up panels; c->N is W's rows (2 N) here. */
-QK_T static void KN(glu_gemv_range)(void *v, long q0, long q1, int tid) {
-  const pctx *c = v;
-  const long P = c->N / 2 / PR;
-  float *sc = glu_scratch();
-  if (!sc) abort();
-  for (long a = q0; a < q1; a += QP_SLAB * GLU_SUB) {
-    const long n = min_l(QP_SLAB * GLU_SUB, q1 - a);
-    pctx g = *c;
-    g.Y = sc; g.y0 = a;
-    KN(gemv_range)(&g, a, a + n, tid); /* gate */
-    g.Y = sc + n * PR; g.y0 = a + P;
-    KN(gemv_range)(&g, a + P, a + P + n, tid); /* up */
-    k_silu_mul_serial(c->Y + a * PR, sc, sc + n * PR, n * PR);
-  }
-}
 static void KN(run_glu)(long M, long N, long K2, const uint32_t *X, const char *P, const float *S, long sk, float *Y) {
-  if (M == 1) {
-    pctx c = {1, 2 * N, K2, X, P, NULL, Y, QD_GEMV_PF, S, sk, 0};
-    const long grain = max_l(GP, 65536 / (PR * 4 * K2)), units = N / PR;
-    if (N * K2 * 4 >= 65536) r1_parallel_for(units, grain, KN(glu_gemv_range), &c);
-    else KN(glu_gemv_range)(&c, 0, units, 0);
-    return;
-  }
-  const pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk, 0};
-  KN(slabs)(&c, N / PR, PR * 4 * K2, KN(glu_range));
+  pctx c = {M, N, K2, X, P, NULL, Y, 0, S, sk, 0};
+  if (M == 1) KN(one_row)(&c, N / PR, PR * 4 * K2, KN(glu_range));
+  else KN(slabs)(&c, N / PR, PR * 4 * K2, KN(glu_range));
 }
-#ifdef QD_GEMV_PF_DEFAULT
-#undef QD_GEMV_PF
-#undef QD_GEMV_PF_DEFAULT
-#endif

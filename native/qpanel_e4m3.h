@@ -7,18 +7,28 @@
  * then the drivers (qpanel_drive.h) for these kernels. The codes decode to the bf16 of value * 2^-8 (exact, see
  * e4m3_bf16.h), and the bf16 kernels' arithmetic runs on them. */
 
-/* 64 codes of a group -> the bf16 pairs (value * 2^-8) of its two steps, each in panel-row order (see the layout) */
-QE_T AI void KN(decode_group)(const char *g, const __m512i *t, __m512i *s0, __m512i *s1) {
-  const __m512i c = _mm512_loadu_si512((const void *)g);
+/* The bf16 pairs (value * 2^-8) of the two steps of 64 codes, each in panel-row order (see the layout): by the GFNI
+ * maps where `maps` (the caller found no zero or subnormal code among them), else by table. */
+QE_T AI void KN(decode_codes)(__m512i c, const __m512i *t, int maps, __m512i *s0, __m512i *s1) {
   __m512i lo, hi;
 #if QE_GFNI
-  if (__builtin_expect(e4m3_small(c) != 0, 0)) e4m3_bf16_bytes(c, t, &lo, &hi);
-  else e4m3_bf16_bytes_gfni(c, &lo, &hi);
+  if (__builtin_expect(maps, 1)) e4m3_bf16_bytes_gfni(c, &lo, &hi);
+  else
 #else
-  e4m3_bf16_bytes(c, t, &lo, &hi);
+  (void)maps;
 #endif
+    e4m3_bf16_bytes(c, t, &lo, &hi);
   *s0 = _mm512_unpacklo_epi8(lo, hi);
   *s1 = _mm512_unpackhi_epi8(lo, hi);
+}
+/* Whether the maps may decode all of c (QE_GFNI 0: never). */
+QE_T AI int KN(maps_ok)(__m512i c) {
+#if QE_GFNI
+  return e4m3_small(c) == 0;
+#else
+  (void)c;
+  return 0;
+#endif
 }
 
 /* M = 1: as gemv_panels_n, each 64-byte group of codes decoded in registers; the sums of each 128-wide block are
@@ -44,24 +54,16 @@ QE_T AI void KN(gemv_panels_n)(const pctx *c, long q, long d, const int n, long 
       if (pfd)
         for (int v = 0; v < n; v++) _mm_prefetch(p0 + v * ds + 64 * g + pfd, _MM_HINT_T0);
       const __m512bh x0 = (__m512bh)_mm512_set1_epi32((int)x[2 * g]), x1 = (__m512bh)_mm512_set1_epi32((int)x[2 * g + 1]);
-      __m512i cv[GP], lo, hi;
-      for (int v = 0; v < n; v++) cv[v] = _mm512_loadu_si512((const void *)(p0 + v * ds + 64 * g));
-#if QE_GFNI
-      __mmask64 small = 0;
-      for (int v = 0; v < n; v++) small |= e4m3_small(cv[v]);
-      if (__builtin_expect(small == 0, 1)) {
-        for (int v = 0; v < n; v++) {
-          e4m3_bf16_bytes_gfni(cv[v], &lo, &hi);
-          a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_unpacklo_epi8(lo, hi));
-          b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)_mm512_unpackhi_epi8(lo, hi));
-        }
-        continue;
-      }
-#endif
+      __m512i cv[GP], w0, w1;
+      int maps = 1;
       for (int v = 0; v < n; v++) {
-        e4m3_bf16_bytes(cv[v], t, &lo, &hi);
-        a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)_mm512_unpacklo_epi8(lo, hi));
-        b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)_mm512_unpackhi_epi8(lo, hi));
+        cv[v] = _mm512_loadu_si512((const void *)(p0 + v * ds + 64 * g));
+        maps &= KN(maps_ok)(cv[v]);
+      }
+      for (int v = 0; v < n; v++) {
+        KN(decode_codes)(cv[v], t, maps, &w0, &w1);
+        a[v] = _mm512_dpbf16_ps(a[v], x0, (__m512bh)w0);
+        b[v] = _mm512_dpbf16_ps(b[v], x1, (__m512bh)w1);
       }
     }
     for (int v = 0; v < n; v++) tot[v] = _mm512_fmadd_ps(_mm512_add_ps(a[v], b[v]), _mm512_set1_ps(sr[v][g0 / (SB / 2)] * 256.0f), tot[v]);
@@ -98,7 +100,8 @@ QE_T static void KN(panels3o)(const pctx *c, long q, int nr, long sd, float *Yb,
       const char *src = c->P + (q + v * sd) * ps + 32 * pa;
       for (long g = 0; g < kc / 2; g++) {
         if (c->prefetch) _mm_prefetch(src + 64 * g + QP_PF, _MM_HINT_T0);
-        KN(decode_group)(src + 64 * g, t, &buf[v * SB + 2 * g], &buf[v * SB + 2 * g + 1]);
+        const __m512i cg = _mm512_loadu_si512((const void *)(src + 64 * g));
+        KN(decode_codes)(cg, t, KN(maps_ok)(cg), &buf[v * SB + 2 * g], &buf[v * SB + 2 * g + 1]);
       }
     }
     for (int b = 0, i0 = 0; b < nb; b++) {
