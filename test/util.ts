@@ -21,6 +21,12 @@ export function repoPath(...parts: string[]): string {
   return join(repoRoot(), ...parts);
 }
 
+/** A seeded uniform [0, 1) generator (32-bit LCG) for reproducible test data. */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
 /**
  * Train a small byte-level BPE (digits split) on `corpus` and write it as a Hugging Face tokenizer folder
  * (tokenizer.json + tokenizer_config.json) at `dir`; returns its vocabulary size.

@@ -14,12 +14,8 @@ import { Trainer } from '../../src/train/loop.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeTokenizerFolder } from '../util.js';
+import { lcg, writeTokenizerFolder } from '../util.js';
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 function gaussian(n: number, seed: number, std = 1): Float32Array {
   const rnd = lcg(seed);
   const out = new Float32Array(n);

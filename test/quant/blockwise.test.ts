@@ -4,11 +4,8 @@ import {
   scaleShape, quantizeWeight, quantizeActivations, dequantizeBlockwise, quantizePerTensor, dequantizePerTensor, scaleInvFromAmax,
 } from '../../src/quant/blockwise.js';
 import { E4M3_TABLE } from '../../src/quant/fp8.js';
+import { lcg } from '../util.js';
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 function gaussian(n: number, rnd: () => number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());

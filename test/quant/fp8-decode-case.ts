@@ -5,11 +5,7 @@
  * bit for bit. Run as a script it prints the outputs as base64 of their bytes.
  */
 import { qgemm, qgemmGlu, fp8PanelsFromRows, type PackedMatrix } from '../../src/quant/qgemm.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
+import { lcg } from '../util.js';
 
 /** Row-major E4M3 codes [N, K]: mostly normal codes; some rows hold a subnormal or zero code every few groups. */
 function codes(N: number, K: number, rnd: () => number): Uint8Array {
@@ -21,7 +17,12 @@ function codes(N: number, K: number, rnd: () => number): Uint8Array {
   }
   for (let n = 0; n < N; n++) {
     if (n % 5 === 1) for (let k = n % 7; k < K; k += 97) c[n * K + k] = (rnd() < 0.5 ? 0x80 : 0) | Math.floor(rnd() * 8); // subnormal or zero
-    if (n % 11 === 3) for (let k = 0; k < K; k++) if (k % 3 === 0) c[n * K + k] = (k * 7 + n) % 256 === 0x7f ? 0 : ((k * 7 + n) % 256 === 0xff ? 0x80 : (k * 7 + n) % 256); // every code, NaNs excluded
+    if (n % 11 === 3) { // every code, the NaNs (0x7f, 0xff) replaced by zeros of their sign
+      for (let k = 0; k < K; k += 3) {
+        const v = (k * 7 + n) % 256;
+        c[n * K + k] = (v & 0x7f) === 0x7f ? v & 0x80 : v;
+      }
+    }
   }
   return c;
 }

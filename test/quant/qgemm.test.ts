@@ -17,11 +17,8 @@ import { quantizeWeight, dequantizeBlockwise } from '../../src/quant/blockwise.j
 import { f32ToBf16Bits, bf16BitsToF32 } from '../../src/tensor/backends/js.js';
 import { loadNative } from '../../src/tensor/backends/native.js';
 import { fp8DecodeCase } from './fp8-decode-case.js';
+import { lcg } from '../util.js';
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 function gaussian(n: number, rnd: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
